@@ -1,0 +1,28 @@
+"""``python -m diffdet COMMAND ...``: each command lives in the module that owns it and exposes ``cli(argv)``."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "predict": ("diffdet.inference", "run the detector on images, write detections and trajectories"),
+    "convert": ("diffdet.weights", "convert a detectron2 DiffusionDet .pth into a safetensors checkpoint"),
+    "train": ("diffdet.train", "train on PROPS-format or COCO-format data"),
+    "eval": ("diffdet.evaluate", "score a checkpoint with pycocotools"),
+    "plot": ("diffdet.plot", "plot AP vs iteration and per-class AP of training runs"),
+    "render": ("diffdet.render", "render PROPS look-alike scenes from the YCB meshes"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: python -m diffdet COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.cli(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
