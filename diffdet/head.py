@@ -1,0 +1,198 @@
+"""The DiffusionDet head: multi-level RoIAlign, time embedding, iterative dynamic-conv stages; the heatmap head.
+
+Parameter names follow the reference checkpoints (``head.head_series.i.*``, ``head.time_mlp.*``) so the
+converter only renames the backbone.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from diffdet.boxes import apply_deltas
+from diffdet.config import DiffDetConfig
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """Transformer-style timestep embedding: (B,) -> (B, dim), [sin | cos] halves."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    args = t.float()[:, None] * freqs[None]  # (B, dim/2)
+    return torch.cat([args.sin(), args.cos()], dim=-1)  # (B, dim)
+
+
+class SinusoidalEmbedding(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: Tensor) -> Tensor:
+        return sinusoidal_embedding(t, self.dim)
+
+
+def roi_levels(boxes_xyxy: Tensor, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+    """FPN level per box: clamp(floor(4 + log2(sqrt(area) / 224 + 1e-8)), 2, 5) (FPN paper, eq. 1)."""
+    area = ((boxes_xyxy[:, 2] - boxes_xyxy[:, 0]) * (boxes_xyxy[:, 3] - boxes_xyxy[:, 1])).clamp(min=0)
+    level = torch.floor(canonical_level + torch.log2(area.sqrt() / canonical_size + 1e-8))
+    return level.clamp(2, 5).to(torch.int64)
+
+
+def multilevel_roi_align(features: list[Tensor], boxes_xyxy: Tensor, strides: tuple[int, ...],
+                         output_size: int, sampling_ratio: int) -> Tensor:
+    """RoIAlign (aligned=True) of each box from its own FPN level.
+
+    torchvision's MultiScaleRoIAlign uses aligned=False, so levels are mapped here and roi_align called per level.
+
+    Args:
+        features: [P2..P5], each (B, C, H_l, W_l); boxes_xyxy (Tensor[B, N, 4]) pixels of the padded input.
+    Returns:
+        Tensor[B * N, C, output_size, output_size].
+    """
+    batch, num_boxes = boxes_xyxy.shape[:2]
+    flat = boxes_xyxy.reshape(-1, 4)  # (B*N, 4)
+    batch_index = torch.arange(batch, device=flat.device, dtype=flat.dtype).repeat_interleave(num_boxes)
+    rois = torch.cat([batch_index[:, None], flat], dim=1)  # (B*N, 5)
+    levels = roi_levels(flat)
+    channels = features[0].shape[1]
+    out = features[0].new_zeros(rois.shape[0], channels, output_size, output_size)
+    for level_index, (feature, stride) in enumerate(zip(features, strides)):
+        idx = torch.nonzero(levels == level_index + 2).squeeze(1)
+        if idx.numel() == 0:
+            continue
+        pooled = roi_align(feature, rois[idx].to(feature.dtype), output_size, spatial_scale=1.0 / stride,
+                           sampling_ratio=sampling_ratio, aligned=True)
+        out.index_copy_(0, idx, pooled.to(out.dtype))
+    return out  # (B*N, C, S, S)
+
+
+class DynamicConv(nn.Module):
+    """Per-box dynamic interaction: each box's feature generates two matrices applied to its RoI features."""
+
+    def __init__(self, cfg: DiffDetConfig) -> None:
+        super().__init__()
+        d, r = cfg.hidden_dim, cfg.dim_dynamic
+        self.hidden_dim, self.dim_dynamic = d, r
+        self.dynamic_layer = nn.Linear(d, 2 * d * r)
+        self.norm1 = nn.LayerNorm(r)
+        self.norm2 = nn.LayerNorm(d)
+        self.out_layer = nn.Linear(d * cfg.pooler_resolution**2, d)
+        self.norm3 = nn.LayerNorm(d)
+
+    def forward(self, box_features: Tensor, roi_features: Tensor) -> Tensor:
+        """box_features (M, D), roi_features (M, S*S, D) -> (M, D)."""
+        d, r = self.hidden_dim, self.dim_dynamic
+        params = self.dynamic_layer(box_features)  # (M, 2*D*r)
+        w1 = params[:, : d * r].view(-1, d, r)  # (M, D, r)
+        w2 = params[:, d * r:].view(-1, r, d)  # (M, r, D)
+        x = F.relu(self.norm1(torch.bmm(roi_features, w1)))  # (M, S*S, r)
+        x = F.relu(self.norm2(torch.bmm(x, w2)))  # (M, S*S, D)
+        return F.relu(self.norm3(self.out_layer(x.flatten(1))))  # (M, D)
+
+
+def _mlp_blocks(d: int, count: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(count):
+        layers += [nn.Linear(d, d, bias=False), nn.LayerNorm(d), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class RCNNStage(nn.Module):
+    """One refinement stage: self-attention over boxes, dynamic conv with RoI features, FFN, time scale/shift,
+    then class logits and box deltas."""
+
+    def __init__(self, cfg: DiffDetConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.cfg = cfg
+        self.self_attn = nn.MultiheadAttention(d, cfg.num_heads, dropout=cfg.dropout, batch_first=True)
+        self.inst_interact = DynamicConv(cfg)
+        self.linear1 = nn.Linear(d, cfg.dim_feedforward)
+        self.linear2 = nn.Linear(cfg.dim_feedforward, d)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.block_time_mlp = nn.Sequential(nn.SiLU(), nn.Linear(4 * d, 2 * d))
+        self.cls_module = _mlp_blocks(d, cfg.num_cls_layers)
+        self.reg_module = _mlp_blocks(d, cfg.num_reg_layers)
+        self.class_logits = nn.Linear(d, cfg.num_classes)
+        self.bboxes_delta = nn.Linear(d, 4)
+
+    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, box_features: Tensor | None,
+                time_emb: Tensor, strides: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """
+        Args:
+            boxes_xyxy (Tensor[B, N, 4]): current boxes, pixels; box_features (Tensor[B, N, D]) or None at stage 0;
+            time_emb (Tensor[B, 4D]).
+        Returns:
+            logits (B, N, K), new boxes_xyxy (B, N, 4), box_features (B, N, D).
+        """
+        batch, num_boxes = boxes_xyxy.shape[:2]
+        d = self.cfg.hidden_dim
+        res = self.cfg.pooler_resolution
+        roi = multilevel_roi_align(features, boxes_xyxy, strides, res, self.cfg.sampling_ratio)  # (B*N, D, S, S)
+        roi = roi.flatten(2).transpose(1, 2)  # (B*N, S*S, D)
+        if box_features is None:
+            box_features = roi.mean(dim=1).view(batch, num_boxes, d)  # (B, N, D)
+        attn, _ = self.self_attn(box_features, box_features, box_features, need_weights=False)
+        x = self.norm1(box_features + self.dropout(attn))  # (B, N, D)
+        x = x.reshape(batch * num_boxes, d)  # (B*N, D)
+        x = self.norm2(x + self.dropout(self.inst_interact(x, roi)))
+        x = self.norm3(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+        obj_features = x
+        scale, shift = self.block_time_mlp(time_emb).repeat_interleave(num_boxes, dim=0).chunk(2, dim=1)  # (B*N, D) x2
+        fc = x * (scale + 1) + shift
+        logits = self.class_logits(self.cls_module(fc))  # (B*N, K)
+        deltas = self.bboxes_delta(self.reg_module(fc))  # (B*N, 4)
+        new_boxes = apply_deltas(deltas, boxes_xyxy.reshape(-1, 4), self.cfg.bbox_weights)
+        return (logits.view(batch, num_boxes, -1), new_boxes.view(batch, num_boxes, 4),
+                obj_features.view(batch, num_boxes, d))
+
+
+class DynamicHead(nn.Module):
+    """Time embedding + ``num_stages`` RCNN stages; boxes are detached between stages."""
+
+    def __init__(self, cfg: DiffDetConfig, strides: tuple[int, ...]) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.strides = strides
+        self.time_mlp = nn.Sequential(SinusoidalEmbedding(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d))
+        self.head_series = nn.ModuleList(RCNNStage(cfg) for _ in range(cfg.num_stages))
+        self._reset_parameters(cfg.prior_prob)
+
+    def _reset_parameters(self, prior_prob: float) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        bias = -math.log((1 - prior_prob) / prior_prob)
+        for stage in self.head_series:
+            nn.init.constant_(stage.class_logits.bias, bias)
+
+    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """features [P2..P5]; boxes_xyxy (B, N, 4) pixels; t (B,) -> logits (L, B, N, K), boxes (L, B, N, 4)."""
+        time_emb = self.time_mlp(t)  # (B, 4D)
+        all_logits, all_boxes = [], []
+        box_features = None
+        for stage in self.head_series:
+            logits, boxes, box_features = stage(features, boxes_xyxy, box_features, time_emb, self.strides)
+            all_logits.append(logits)
+            all_boxes.append(boxes)
+            boxes_xyxy = boxes.detach()
+        return torch.stack(all_logits), torch.stack(all_boxes)
+
+
+class HeatmapHead(nn.Module):
+    """The PROPS paper's head: conv3x3 (C -> 64) -> ReLU -> conv1x1 (64 -> K), logits of per-class centre maps."""
+
+    def __init__(self, cfg: DiffDetConfig) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(
+            nn.Conv2d(cfg.fpn_channels, cfg.heatmap_channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(cfg.heatmap_channels, cfg.num_classes, 1),
+        )
+        # Start with low probabilities everywhere, as for the class logits: most cells are background.
+        nn.init.constant_(self.layer[2].bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
+
+    def forward(self, feature: Tensor) -> Tensor:
+        return self.layer(feature)  # (B, K, H_l, W_l)

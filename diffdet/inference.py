@@ -1,0 +1,340 @@
+"""The one inference API: batched DDIM sampling over boxes that records its whole trajectory.
+
+The app, the CLI (``python -m diffdet predict``), evaluation and the benchmarks all call ``sample`` (or the
+``Detector`` wrapper). Per image it returns a ``Trajectory``: every step's and stage's boxes, scores and labels,
+which slots were renewed or drawn from the heatmap, the predicted heatmap and the final detections.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+
+from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
+from diffdet.config import DiffDetConfig
+from diffdet.diffusion import boxes_to_signal, ddim_step, ddim_time_pairs, renew_boxes, signal_to_boxes
+from diffdet.heatmap import decode_peaks
+from diffdet.images import image_to_tensor, read_image_rgb
+from diffdet.model import DiffusionDet, resize_for_model
+from diffdet.trajectory import Detections, Trajectory
+from diffdet.weights import load_checkpoint
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "diffdet_tiny_props.safetensors"
+HEATMAP_CENTRE_JITTER = 0.02  # std of the noise added to heatmap peak centres, in image fractions
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """Settings of one sampling run; ``from_config`` takes the checkpoint's defaults."""
+
+    steps: int = 1                   # DDIM steps S
+    eta: float = 1.0                 # DDIM stochasticity (0 = deterministic)
+    box_renewal: bool = True         # replace boxes scoring below renewal_threshold with fresh ones between steps
+    renewal_threshold: float = 0.5
+    ensemble: bool = True            # pool every step's candidates (the last included) before NMS
+    nms: bool = True                 # class-wise NMS on the pooled candidates
+    nms_iou: float = 0.5
+    score_threshold: float = 0.0     # drop final detections below this score
+    num_proposals: int | None = None  # None: the config's value
+    heatmap_init: float = 0.0        # fraction of proposals whose centres are drawn from heatmap peaks
+    max_detections: int = 100
+    record: bool = True              # keep every step's and stage's outputs in the trajectory
+
+    @classmethod
+    def from_config(cls, cfg: DiffDetConfig, **overrides: object) -> "SamplerOptions":
+        base = cls(steps=cfg.sampling_steps, eta=cfg.eta, box_renewal=cfg.box_renewal,
+                   renewal_threshold=cfg.renewal_threshold, ensemble=cfg.use_ensemble, nms_iou=cfg.nms_iou,
+                   score_threshold=cfg.score_threshold, max_detections=cfg.max_detections)
+        return replace(base, **overrides)
+
+    def validate(self, cfg: DiffDetConfig) -> None:
+        if not 1 <= self.steps <= cfg.timesteps:
+            raise ValueError(f"steps must be in 1..{cfg.timesteps}, got {self.steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if self.num_proposals is not None and not 1 <= self.num_proposals <= 5000:
+            raise ValueError(f"num_proposals must be in 1..5000, got {self.num_proposals}")
+        if not 0.0 <= self.heatmap_init <= 1.0:
+            raise ValueError(f"heatmap_init must be in [0, 1], got {self.heatmap_init}")
+        if self.heatmap_init > 0 and not cfg.use_heatmap:
+            raise ValueError("heatmap_init > 0 needs a model with a heatmap head (this checkpoint has none)")
+        for name in ("renewal_threshold", "nms_iou", "score_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+
+
+def _proposal_signal(num: int, num_from_heatmap: int, peaks: dict[str, Tensor] | None, image_wh: Tensor,
+                     scale: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Fresh proposals for one image in signal space: N(0, I), except that the first ``num_from_heatmap`` slots
+    take their centres from heatmap peaks (sampled by peak score) plus noise. Returns (signal (N, 4), from_heatmap (N,))."""
+    signal = torch.randn(num, 4, generator=generator)  # (N, 4)
+    from_heatmap = torch.zeros(num, dtype=torch.bool)
+    if num_from_heatmap and peaks is not None and peaks["scores"].numel():
+        pick = torch.multinomial(peaks["scores"].cpu(), num_from_heatmap, replacement=True, generator=generator)
+        centres = peaks["centres_xy"].cpu()[pick] / image_wh  # (n, 2) in [0, 1]
+        centres = centres + torch.randn(num_from_heatmap, 2, generator=generator) * HEATMAP_CENTRE_JITTER
+        signal[:num_from_heatmap, :2] = boxes_to_signal(centres.clamp(0, 1), scale)
+        from_heatmap[:num_from_heatmap] = True
+    return signal, from_heatmap
+
+
+def _step_candidates(logits: Tensor, boxes_xyxy: Tensor, top: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One step's candidates for one image: the ``top`` best (box, class) pairs of (N, K) sigmoid scores."""
+    scores = logits.sigmoid().flatten()  # (N*K,)
+    num_classes = logits.shape[-1]
+    best, index = scores.topk(min(top, scores.numel()))
+    return boxes_xyxy[index // num_classes], best, index % num_classes
+
+
+@torch.inference_mode()
+def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: SamplerOptions | None = None,
+           seed: int | list[int] = 0, amp: bool = False) -> list[Trajectory]:
+    """Detect objects in a batch of images by DDIM sampling over boxes.
+
+    Args:
+        model: a DiffusionDet in eval mode (on any device).
+        images: B images, each (H, W, 3) uint8 RGB array or (3, H, W) tensor in 0-255; sizes may differ.
+        options: sampler settings (defaults from the model's config).
+        seed: one seed for every image, or one per image. Each image draws its noise from its own CPU generator,
+            so an image's result does not depend on the rest of the batch (exactly so for same-size images; mixed
+            sizes share one padded batch, which moves border features slightly) nor on the device.
+        amp: autocast the network on CUDA (bfloat16).
+    Returns:
+        One Trajectory per image, boxes in that image's own pixels.
+    """
+    cfg = model.cfg
+    options = options or SamplerOptions.from_config(cfg)
+    options.validate(cfg)
+    if not images:
+        raise ValueError("images must be a non-empty list")
+    seeds = [seed] * len(images) if isinstance(seed, int) else list(seed)
+    if len(seeds) != len(images):
+        raise ValueError(f"got {len(seeds)} seeds for {len(images)} images")
+    device = model.device
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    num = options.num_proposals or cfg.num_proposals
+    num_from_heatmap = round(options.heatmap_init * num)
+    scale = cfg.snr_scale
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+    # 1. Resize each image for the model and remember the factors back to its own pixels.
+    tensors = [image_to_tensor(im) for im in images]
+    orig_hw = [tuple(int(v) for v in t.shape[-2:]) for t in tensors]
+    resized, factors = zip(*(resize_for_model(t, cfg.min_size_test, cfg.max_size_test) for t in tensors))
+    batch, sizes_hw = model.preprocess(list(resized))
+    whwh = image_whwh(sizes_hw)  # (B, 4)
+    back = torch.tensor([[fx, fy, fx, fy] for fx, fy in factors], device=device)  # (B, 4)
+
+    # 2. Features once; the heatmap (and its peaks when proposals are drawn from it).
+    with autocast:
+        features = model.features(batch)
+        heat_logits = model.heatmap_logits(features)
+    heat = heat_logits.float().sigmoid() if heat_logits is not None else None  # (B, K, Hh, Wh)
+    stride = model.heatmap_stride
+    peaks = [None] * len(images)
+    if heat is not None and num_from_heatmap:
+        peaks = [decode_peaks(heat[i], stride, max_peaks=50, min_score=0.1) for i in range(len(images))]
+
+    # 3. Initial proposals x_T.
+    drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], sizes_hw[i].flip(0).cpu().float(), scale, g)
+             for i, g in enumerate(generators)]
+    x = torch.stack([d[0] for d in drawn]).to(device)  # (B, N, 4)
+    slot_from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N)
+
+    # 4. The DDIM loop: predict x0, record, collect candidates, step, renew.
+    alphas_cumprod = model.alphas_cumprod
+    pairs = ddim_time_pairs(cfg.timesteps, options.steps)
+    rec: dict[str, list[Tensor]] = {k: [] for k in ("boxes_in", "boxes", "logits", "renewed", "from_heatmap")}
+    candidates: list[list[tuple[Tensor, Tensor, Tensor, int]]] = [[] for _ in images]
+    from_heatmap = slot_from_heatmap.clone()
+    for step, (t, t_next) in enumerate(pairs):
+        boxes_in = cxcywh01_to_xyxy(signal_to_boxes(x, scale), whwh[:, None])  # (B, N, 4)
+        time_batch = torch.full((len(images),), t, device=device, dtype=torch.int64)
+        with autocast:
+            out = model(features, boxes_in, time_batch)
+        logits = out["pred_logits"].float()  # (L, B, N, K)
+        boxes = out["pred_boxes"].float()  # (L, B, N, 4)
+        pred_x0 = boxes_to_signal(xyxy_to_cxcywh01(boxes[-1], whwh[:, None]), scale).clamp(-scale, scale)
+        best_score = logits[-1].sigmoid().amax(dim=-1)  # (B, N)
+        if options.ensemble or step == len(pairs) - 1:
+            for i in range(len(images)):
+                b, s, c = _step_candidates(logits[-1, i], boxes[-1, i], num)
+                candidates[i].append((b, s, c, step))
+        renewed = torch.zeros_like(best_score, dtype=torch.bool)
+        if t_next >= 0:
+            noise = torch.stack([torch.randn(num, 4, generator=g) for g in generators]).to(device)
+            x = ddim_step(x, pred_x0, t, t_next, alphas_cumprod, options.eta, noise)
+            if options.box_renewal:
+                keep = best_score > options.renewal_threshold  # (B, N)
+                fresh = [_proposal_signal(num, num_from_heatmap, peaks[i], sizes_hw[i].flip(0).cpu().float(), scale, g)
+                         for i, g in enumerate(generators)]
+                x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device))
+                renewed = ~keep
+        if options.record:
+            rec["boxes_in"].append(boxes_in)
+            rec["boxes"].append(boxes)
+            rec["logits"].append(logits)
+            rec["renewed"].append(renewed)
+            rec["from_heatmap"].append(from_heatmap.to(device))
+        if options.box_renewal and t_next >= 0:
+            # A renewed slot's new box is a heatmap draw exactly when the slot is a heatmap slot.
+            from_heatmap = torch.where(renewed.cpu(), slot_from_heatmap, from_heatmap)
+
+    # 5. Per image: pool, NMS, threshold, back to the image's own pixels.
+    return [
+        _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], sizes_hw[i], pairs,
+                      num_from_heatmap, peaks[i])
+        for i in range(len(images))
+    ]
+
+
+def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidates: list, rec: dict[str, list[Tensor]],
+                  heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, size_hw: Tensor,
+                  pairs: list[tuple[int, int]], num_from_heatmap: int, peaks: dict[str, Tensor] | None) -> Trajectory:
+    boxes = torch.cat([c[0] for c in candidates])  # (C, 4)
+    scores = torch.cat([c[1] for c in candidates])
+    labels = torch.cat([c[2] for c in candidates])
+    steps = torch.cat([torch.full_like(c[1], c[3], dtype=torch.int64) for c in candidates])
+    boxes = clip_boxes_to_image(boxes / back, orig_hw)
+    keep = remove_small_boxes(boxes, 1e-2)
+    boxes, scores, labels, steps = boxes[keep], scores[keep], labels[keep], steps[keep]
+    if options.nms:
+        keep = batched_nms(boxes, scores, labels, options.nms_iou)
+    else:
+        keep = scores.argsort(descending=True)
+    keep = keep[scores[keep] >= options.score_threshold][: options.max_detections]
+    detections = Detections(boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy(),
+                            steps[keep].cpu().numpy())
+
+    heatmap, heat_stride = None, 0.0
+    if heat is not None:
+        h, w = (int(v) for v in size_hw)
+        heatmap = heat[i, :, : -(-h // stride), : -(-w // stride)].cpu().numpy()
+        heat_stride = float(stride / back[:2].mean())
+    settings = {k: v for k, v in asdict(options).items()}
+    settings.update(num_proposals=int(rec["boxes"][0].shape[2]) if rec["boxes"] else options.num_proposals,
+                    num_from_heatmap=num_from_heatmap,
+                    heatmap_peaks=0 if peaks is None else int(peaks["scores"].numel()))
+    traj = Trajectory(image_size_hw=orig_hw, class_names=cfg.class_names, times=pairs, detections=detections,
+                      heatmap=heatmap, heatmap_stride=heat_stride, settings=settings)
+    if options.record:
+        scale_back = back.view(1, 1, 1, 4)
+        stage_boxes = torch.stack([b[:, i] for b in rec["boxes"]]) / scale_back  # (S, L, N, 4)
+        probs = torch.stack([lg[:, i] for lg in rec["logits"]]).sigmoid()  # (S, L, N, K)
+        stage_scores, stage_labels = probs.max(dim=-1)
+        traj.boxes_xyxy = stage_boxes.cpu().numpy()
+        traj.scores = stage_scores.cpu().numpy()
+        traj.labels = stage_labels.cpu().numpy()
+        traj.boxes_in_xyxy = (torch.stack([b[i] for b in rec["boxes_in"]]) / back).cpu().numpy()  # (S, N, 4)
+        traj.renewed = torch.stack([r[i] for r in rec["renewed"]]).cpu().numpy()
+        traj.from_heatmap = torch.stack([f[i] for f in rec["from_heatmap"]]).cpu().numpy()
+    return traj
+
+
+class Detector:
+    """A model on a device with ``predict``; ``Detector.from_checkpoint(path)`` is the usual way in."""
+
+    def __init__(self, model: DiffusionDet, device: str | torch.device | None = None, amp: bool = False) -> None:
+        device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.amp = amp
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device | None = None,
+                        amp: bool = False) -> "Detector":
+        return cls(load_checkpoint(path), device=device, amp=amp)
+
+    @property
+    def config(self) -> DiffDetConfig:
+        return self.model.cfg
+
+    def predict(self, images: list[np.ndarray | Tensor], options: SamplerOptions | None = None,
+                seed: int | list[int] = 0) -> list[Trajectory]:
+        return sample(self.model, images, options, seed=seed, amp=self.amp)
+
+
+def coco_results(traj: Trajectory, image_id: int) -> list[dict]:
+    """COCO results entries (bbox as x, y, w, h; category_id = label id) for one image."""
+    det = traj.detections
+    return [
+        {"image_id": image_id, "category_id": int(c), "bbox": [round(float(x1), 2), round(float(y1), 2),
+                                                               round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
+         "score": round(float(s), 5)}
+        for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy, det.scores, det.labels)
+    ]
+
+
+def cli(argv: list[str]) -> int:
+    from tqdm import tqdm
+
+    parser = argparse.ArgumentParser(prog="python -m diffdet predict", description="Run the detector on images.")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a .safetensors checkpoint")
+    parser.add_argument("--images", nargs="+", required=True, help="image files")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
+    parser.add_argument("--proposals", type=int, default=None, help="number of proposals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eta", type=float, default=None)
+    parser.add_argument("--heatmap-init", type=float, default=0.0, help="fraction of proposals drawn from heatmap peaks")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="threshold of the printed table and JSON")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--trajectory", choices=("npz", "json", "none"), default="npz")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    args = parser.parse_args(argv)
+    try:
+        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
+        overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init,
+                     "score_threshold": args.score_threshold, "record": args.trajectory != "none"}
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        if args.eta is not None:
+            overrides["eta"] = args.eta
+        options = SamplerOptions.from_config(detector.config, **overrides)
+        options.validate(detector.config)
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    out = Path(args.out)
+    (out / "trajectories").mkdir(parents=True, exist_ok=True)
+    names = detector.config.class_names
+    results, images_info, rows = [], [], []
+    start = time.perf_counter()
+    paths = [Path(p) for p in args.images]
+    for first in tqdm(range(0, len(paths), args.batch_size), desc="images", unit="batch"):
+        chunk = paths[first: first + args.batch_size]
+        try:
+            arrays = [read_image_rgb(p) for p in chunk]
+        except ValueError as exc:
+            parser.exit(2, f"error: {exc}\n")
+        for offset, (path, traj) in enumerate(zip(chunk, detector.predict(arrays, options, seed=args.seed))):
+            image_id = first + offset
+            images_info.append({"id": image_id, "file_name": str(path), "height": traj.image_size_hw[0],
+                                "width": traj.image_size_hw[1]})
+            results.extend(coco_results(traj, image_id))
+            if args.trajectory == "npz":
+                traj.save_npz(out / "trajectories" / f"{image_id:05d}_{path.stem}.npz")
+            elif args.trajectory == "json":
+                traj.to_json(out / "trajectories" / f"{image_id:05d}_{path.stem}.json")
+            top = ", ".join(f"{names[c]} {s:.2f}" for c, s in zip(traj.detections.labels[:4], traj.detections.scores[:4]))
+            rows.append((path.name, len(traj.detections), top))
+    elapsed = time.perf_counter() - start
+    categories = [{"id": i, "name": n} for i, n in enumerate(names)]
+    (out / "detections.json").write_text(json.dumps(results))
+    (out / "images.json").write_text(json.dumps({"images": images_info, "categories": categories}))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'image':<{width}}  dets  top detections")
+    for name, count, top in rows:
+        print(f"{name:<{width}}  {count:>4}  {top}")
+    print(f"{len(paths)} image(s) in {elapsed:.2f} s; wrote {out / 'detections.json'} and {out / 'trajectories'}")
+    return 0

