@@ -1,0 +1,152 @@
+"""COCO-style box AP with pycocotools, built in memory from samples and detections.
+
+AP values are in 0-100 (as detectron2 reports them). Matching follows pycocotools exactly: a detection
+matches a ground truth at IoU threshold t when IoU >= t, for t in 0.50:0.05:0.95; at most 100 detections
+per image (highest scores first); AP is the 101-point interpolated precision averaged over thresholds.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from diffdet.data import Sample
+
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six entries of COCOeval.stats
+
+
+def _as_numpy(value: Any, dtype: type, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype).reshape(-1, *shape_tail)
+
+
+def _gt_fields(item: Sample | Mapping[str, Any]) -> tuple[int, tuple[int, int], np.ndarray, np.ndarray]:
+    if isinstance(item, Sample):
+        return item.image_id, item.size_hw, item.boxes_xyxy, item.labels
+    size = item.get("size_hw", item.get("orig_size_hw"))
+    if size is None:
+        raise ValueError(f"ground truth of image {item.get('image_id')!r} needs 'size_hw' (H, W)")
+    return int(item["image_id"]), tuple(int(v) for v in size), item["boxes_xyxy"], item["labels"]
+
+
+def _xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    return np.concatenate([boxes_xyxy[:, :2], boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]], axis=1)  # (M, 4)
+
+
+def build_coco_gt(ground_truth: Sequence[Sample | Mapping[str, Any]], class_names: Sequence[str]) -> COCO:
+    """An in-memory pycocotools COCO object; category id = label + 1, area = box area (for APs/m/l)."""
+    images, annotations, seen = [], [], set()
+    for item in ground_truth:
+        image_id, (height, width), boxes, labels = _gt_fields(item)
+        if image_id in seen:
+            raise ValueError(f"duplicate image_id {image_id} in ground truth")
+        seen.add(image_id)
+        images.append({"id": image_id, "height": height, "width": width})
+        boxes_xywh = _xyxy_to_xywh(_as_numpy(boxes, np.float64, (4,)))
+        for box, label in zip(boxes_xywh.tolist(), _as_numpy(labels, np.int64).tolist()):
+            if not 0 <= label < len(class_names):
+                raise ValueError(f"label {label} of image {image_id} is outside [0, {len(class_names)})")
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    return _coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
+
+
+def _coco_from_dict(dataset: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def build_coco_dt(detections: Sequence[Mapping[str, Any]], coco_gt: COCO) -> COCO:
+    """Detections -> a COCO results object (like ``COCO.loadRes``, but an empty list works too)."""
+    annotations = []
+    known = set(coco_gt.getImgIds())
+    for det in detections:
+        image_id = int(det["image_id"])
+        if image_id not in known:
+            raise ValueError(f"detections for image_id {image_id}, which has no ground-truth entry")
+        boxes_xywh = _xyxy_to_xywh(_as_numpy(det["boxes_xyxy"], np.float64, (4,)))
+        scores = _as_numpy(det["scores"], np.float64)
+        labels = _as_numpy(det["labels"], np.int64)
+        if not len(boxes_xywh) == len(scores) == len(labels):
+            raise ValueError(f"image {image_id}: {len(boxes_xywh)} boxes, {len(scores)} scores, {len(labels)} labels")
+        for box, score, label in zip(boxes_xywh.tolist(), scores.tolist(), labels.tolist()):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                "bbox": box, "score": score, "area": box[2] * box[3], "iscrowd": 0})
+    dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+               "annotations": annotations}
+    return _coco_from_dict(dataset)
+
+
+def _undefined_to_none(stat: float) -> float | None:
+    """A COCOeval stat in [0, 1] -> 0-100; -1 (undefined) or NaN -> None."""
+    return None if math.isnan(stat) or stat < 0 else 100.0 * float(stat)
+
+
+def coco_evaluate(
+    detections: Sequence[Mapping[str, Any]],
+    ground_truth: Sequence[Sample | Mapping[str, Any]],
+    class_names: Sequence[str],
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Box AP of detections against ground truth.
+
+    Args:
+        detections: one dict per image (images without detections may be left out): ``image_id``,
+            ``boxes_xyxy`` (Tensor/array[M, 4], pixels of the original image), ``scores`` [M], ``labels`` [M].
+        ground_truth: ``Sample``s or dicts with ``image_id``, ``boxes_xyxy`` [G, 4], ``labels`` [G] and
+            ``size_hw`` (or ``orig_size_hw``) (H, W).
+        class_names: names of labels 0..K-1.
+        verbose: let pycocotools print its summary.
+    Returns:
+        {"AP", "AP50", "AP75", "APs", "APm", "APl": float in 0-100 or None where undefined (e.g. no small
+        objects), "per_class": {name: AP in 0-100, or None for a class with no ground truth}}.
+    """
+    coco_gt = build_coco_gt(ground_truth, class_names)
+    coco_dt = build_coco_dt(detections, coco_gt)
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    # COCOeval.stats holds -1 where a value is undefined (e.g. no small objects).
+    results: dict[str, Any] = {key: _undefined_to_none(evaluator.stats[i]) for i, key in enumerate(SUMMARY_KEYS)}
+    # precision: (T iou thresholds, R recall points, K classes, A area ranges, M max-dets); area "all" = 0,
+    # maxDets 100 = -1; -1 marks "no ground truth", the paper's Table I averages the rest.
+    precision = evaluator.eval["precision"]
+    per_class: dict[str, float | None] = {}
+    for k, name in enumerate(class_names):
+        p = precision[:, :, k, 0, -1]
+        valid = p[p > -1]
+        per_class[name] = float(100.0 * valid.mean()) if valid.size else None
+    results["per_class"] = per_class
+    return results
+
+
+def format_table(results: Mapping[str, Any], precision: int = 2) -> str:
+    """Summary and per-class AP as an aligned text table (``-`` for undefined values)."""
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.{precision}f}"
+
+    lines = ["  ".join(f"{k:>6}" for k in SUMMARY_KEYS), "  ".join(f"{fmt(results.get(k)):>6}" for k in SUMMARY_KEYS)]
+    per_class = results.get("per_class") or {}
+    if per_class:
+        width = max(len("class"), *(len(n) for n in per_class))
+        lines += ["", f"{'class':<{width}}  {'AP':>6}", "-" * (width + 8)]
+        lines += [f"{name:<{width}}  {fmt(ap):>6}" for name, ap in per_class.items()]
+        defined = [ap for ap in per_class.values() if ap is not None]
+        if defined:
+            lines += ["-" * (width + 8), f"{'mean':<{width}}  {fmt(sum(defined) / len(defined)):>6}"]
+    return "\n".join(lines)
