@@ -88,17 +88,17 @@ _RENAMES = [
 
 def reference_key_to_ours(key: str) -> str | None:
     """Map one detectron2 DiffusionDet key to this project's name; None for keys with no counterpart."""
-    m = re.match(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.(weight|norm\.(\w+))$", key)
+    m = re.match(r"^backbone\.bottom_up\.res([2-5])\.(\d+)\.conv([1-3])\.(weight|norm\.(\w+))$", key)
     if m:
         layer, block, conv, _, norm = m.groups()
         base = f"backbone.body.layer{int(layer) - 1}.{block}"
         return f"{base}.conv{conv}.weight" if norm is None else f"{base}.bn{conv}.{norm}"
-    m = re.match(r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.(weight|norm\.(\w+))$", key)
+    m = re.match(r"^backbone\.bottom_up\.res([2-5])\.(\d+)\.shortcut\.(weight|norm\.(\w+))$", key)
     if m:
         layer, block, _, norm = m.groups()
         base = f"backbone.body.layer{int(layer) - 1}.{block}.downsample"
         return f"{base}.0.weight" if norm is None else f"{base}.1.{norm}"
-    m = re.match(r"^backbone\.fpn_(lateral|output)(\d)\.(weight|bias)$", key)
+    m = re.match(r"^backbone\.fpn_(lateral|output)([2-5])\.(weight|bias)$", key)
     if m:
         kind, level, param = m.groups()
         block = "inner_blocks" if kind == "lateral" else "layer_blocks"

@@ -1,0 +1,83 @@
+import time
+
+import pytest
+import torch
+
+from diffdet.heatmap import decode_peaks, gaussian_radius, synthesize_heatmap, synthesize_heatmaps
+
+
+def test_peaks_are_one_at_box_centres():
+    # Box centres at cell centres: (x + 0.5) * stride.
+    boxes = torch.tensor([[6.0, 6.0, 38.0, 22.0], [58.0, 18.0, 98.0, 58.0]])
+    labels = torch.tensor([1, 3])
+    hm = synthesize_heatmap(boxes, labels, 5, (20, 30), stride=4.0)
+    assert hm.shape == (5, 20, 30)
+    assert hm[1, 3, 5].item() == pytest.approx(1.0)  # centre (22, 14) px -> cell (row 3, col 5)
+    assert hm[3, 9, 19].item() == pytest.approx(1.0)  # centre (78, 38) px -> cell (9, 19)
+    assert hm[1].flatten().topk(2).values[1] < 1.0  # a single peak per object
+    assert hm[[0, 2, 4]].abs().sum() == 0
+    assert hm.max() <= 1.0 and hm.min() >= 0.0
+
+
+def test_off_grid_centre_is_normalised_per_object():
+    hm = synthesize_heatmap(torch.tensor([[0.0, 0.0, 13.0, 13.0]]), torch.tensor([0]), 1, (8, 8), stride=4.0)
+    assert hm.max().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("min_radius,rho", [(4.0, 0.5), (1.0, 0.5), (2.0, 0.1), (0.5, 1.0)])
+def test_radius_follows_formula(min_radius, rho):
+    boxes = torch.tensor([[0.0, 0.0, 64.0, 32.0]])  # 16 x 8 cells at stride 4
+    r = gaussian_radius(boxes, 4.0, min_radius, rho)
+    assert r.item() == pytest.approx(max(min_radius, 8 * rho))
+    # The map's falloff matches that radius: one cell away from the centre exp(-1 / (2 r^2)).
+    hm = synthesize_heatmap(torch.tensor([[0.0, 0.0, 68.0, 36.0]]), torch.tensor([0]), 1, (20, 30), 4.0,
+                            min_radius, rho)  # centre (34, 18) px = cell (4, 8); 17 x 9 cells
+    radius = max(min_radius, 9 * rho)
+    assert hm[0, 4, 8].item() == pytest.approx(1.0)
+    assert hm[0, 4, 9].item() == pytest.approx(torch.exp(torch.tensor(-1 / (2 * radius**2))).item(), rel=1e-5)
+
+
+def test_same_class_objects_merge_by_max():
+    boxes = torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 0.0, 24.0, 16.0]])
+    both = synthesize_heatmap(boxes, torch.tensor([0, 0]), 1, (8, 8), 4.0)
+    one = synthesize_heatmap(boxes[:1], torch.tensor([0]), 1, (8, 8), 4.0)
+    two = synthesize_heatmap(boxes[1:], torch.tensor([0]), 1, (8, 8), 4.0)
+    assert torch.allclose(both, torch.maximum(one, two))
+
+
+def test_empty_and_bad_inputs():
+    assert synthesize_heatmap(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 3, (4, 5), 4.0).sum() == 0
+    with pytest.raises(ValueError, match="labels must be in"):
+        synthesize_heatmap(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([3]), 3, (4, 4), 4.0)
+    with pytest.raises(ValueError, match="min_radius"):
+        synthesize_heatmap(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([0]), 3, (4, 4), 4.0, min_radius=0)
+    with pytest.raises(ValueError, match="shape"):
+        synthesize_heatmap(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 3, (4, 4), 4.0)
+
+
+def test_batched_equals_single():
+    boxes = [torch.tensor([[0.0, 0.0, 20.0, 20.0]]), torch.tensor([[4.0, 4.0, 30.0, 12.0], [0.0, 0.0, 8.0, 8.0]])]
+    labels = [torch.tensor([0]), torch.tensor([1, 2])]
+    batch = synthesize_heatmaps(boxes, labels, 3, (10, 10), 4.0)
+    assert torch.equal(batch[1], synthesize_heatmap(boxes[1], labels[1], 3, (10, 10), 4.0))
+
+
+def test_decode_peaks_finds_the_centres():
+    boxes = torch.tensor([[6.0, 6.0, 38.0, 22.0], [58.0, 18.0, 98.0, 58.0]])
+    hm = synthesize_heatmap(boxes, torch.tensor([1, 3]), 5, (20, 30), 4.0, min_radius=1.0, rho=0.2)
+    peaks = decode_peaks(hm, 4.0, max_peaks=10, min_score=0.5)
+    assert sorted(peaks["labels"].tolist()) == [1, 3]
+    got = {int(c): xy.tolist() for c, xy in zip(peaks["labels"], peaks["centres_xy"])}
+    assert got == {1: [22.0, 14.0], 3: [78.0, 38.0]}
+
+
+def test_ten_boxes_on_stride4_grid_is_fast_enough_to_run_live():
+    boxes = torch.rand(10, 2) * 400
+    boxes = torch.cat([boxes, boxes + 40 + torch.rand(10, 2) * 100], dim=1)
+    labels = torch.arange(10)
+    synthesize_heatmap(boxes, labels, 10, (120, 160), 4.0)
+    start = time.perf_counter()
+    for _ in range(20):
+        hm = synthesize_heatmap(boxes, labels, 10, (120, 160), 4.0)
+    # Sanity bound only (the figure lives in bench/): far below an interactive frame.
+    assert (time.perf_counter() - start) / 20 < 0.1 and hm.shape == (10, 120, 160)

@@ -1,0 +1,157 @@
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffdet.inference import Detector, SamplerOptions, sample
+from diffdet.model import DiffusionDet
+from diffdet.trajectory import Trajectory
+from diffdet.weights import save_checkpoint
+
+
+class OracleModel(DiffusionDet):
+    """Predicts the ground truth (cycled over the proposals) with confident logits: isolates the sampler."""
+
+    def __init__(self, cfg, gt_xyxy_model_pixels, gt_labels):
+        super().__init__(cfg)
+        self.gt, self.gt_labels = gt_xyxy_model_pixels, gt_labels
+
+    def forward(self, features, boxes_xyxy, t):
+        batch, num = boxes_xyxy.shape[:2]
+        idx = torch.arange(num) % self.gt.shape[0]
+        boxes = self.gt[idx].expand(batch, num, 4)
+        logits = torch.full((batch, num, self.cfg.num_classes), -10.0)
+        logits[:, torch.arange(num), self.gt_labels[idx]] = 10.0
+        L = self.cfg.num_stages
+        return {"pred_logits": logits.expand(L, -1, -1, -1), "pred_boxes": boxes.expand(L, -1, -1, -1)}
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_sampling_with_an_oracle_recovers_ground_truth(tiny_cfg, rgb_image, steps):
+    gt = torch.tensor([[5.0, 6.0, 30.0, 40.0], [40.0, 10.0, 70.0, 45.0]])  # pixels of the 48x72 image
+    labels = torch.tensor([2, 7])
+    scale = 64 / 48  # the tiny test config resizes 48x72 to 64x96
+    model = OracleModel(tiny_cfg, gt * scale, labels).eval()
+    (traj,) = sample(model, [rgb_image], SamplerOptions(steps=steps, eta=0.0), seed=0)
+    det = traj.detections
+    order = np.argsort(det.labels)
+    assert det.labels[order].tolist() == [2, 7]
+    np.testing.assert_allclose(det.boxes_xyxy[order], gt.numpy(), atol=1e-3)
+    assert np.all(det.scores > 0.99)
+    # Every stage at every step predicted the ground truth; the noisy inputs approach it step by step.
+    np.testing.assert_allclose(traj.boxes_xyxy[:, :, 0], np.broadcast_to(gt[0].numpy(), traj.boxes_xyxy[:, :, 0].shape), atol=1e-3)
+    if steps > 1:
+        err = np.abs(traj.boxes_in_xyxy[:, ::2] - gt[0].numpy()).mean(axis=(1, 2))
+        assert err[-1] < err[0]
+
+
+def test_trajectory_shapes_and_contents(tiny_cfg, tiny_model, rgb_image):
+    (traj,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=3, renewal_threshold=0.5), seed=0)
+    S, L, N, K = 3, tiny_cfg.num_stages, tiny_cfg.num_proposals, tiny_cfg.num_classes
+    assert traj.times == [(999, 665), (665, 332), (332, -1)]
+    assert traj.boxes_xyxy.shape == (S, L, N, 4) and traj.scores.shape == (S, L, N) and traj.labels.shape == (S, L, N)
+    assert traj.boxes_in_xyxy.shape == (S, N, 4) and traj.renewed.shape == (S, N)
+    assert traj.heatmap.shape[0] == K and traj.heatmap.min() >= 0 and traj.heatmap.max() <= 1
+    # Untrained: every score is below 0.5, so every slot is renewed after every step but the last.
+    assert traj.renewed[:-1].all() and not traj.renewed[-1].any()
+    assert traj.image_size_hw == (48, 72)
+    det = traj.detections
+    assert len(det) <= 100 and np.all(det.boxes_xyxy[:, 2] <= 72) and np.all(det.boxes_xyxy[:, 3] <= 48)
+    assert set(det.step.tolist()) <= {0, 1, 2}
+
+
+def test_same_seed_same_trajectory_different_seed_different(tiny_model, rgb_image):
+    opts = SamplerOptions(steps=2)
+    a, b, c = (sample(tiny_model, [rgb_image], opts, seed=s)[0] for s in (7, 7, 8))
+    assert np.array_equal(a.boxes_xyxy, b.boxes_xyxy) and np.array_equal(a.detections.scores, b.detections.scores)
+    assert not np.allclose(a.boxes_in_xyxy, c.boxes_in_xyxy)
+
+
+def test_batched_equals_one_by_one(tiny_model):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (48, 72, 3), dtype=np.uint8) for _ in range(3)]
+    opts = SamplerOptions(steps=2)
+    batched = sample(tiny_model, images, opts, seed=[1, 2, 3])
+    for image, s, traj in zip(images, [1, 2, 3], batched):
+        (single,) = sample(tiny_model, [image], opts, seed=s)
+        np.testing.assert_allclose(traj.boxes_xyxy, single.boxes_xyxy, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(traj.detections.scores, single.detections.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_sizes_in_one_batch(tiny_model):
+    images = [np.zeros((48, 72, 3), np.uint8), np.zeros((100, 50, 3), np.uint8)]
+    trajs = sample(tiny_model, images, SamplerOptions(steps=1), seed=0)
+    assert [t.image_size_hw for t in trajs] == [(48, 72), (100, 50)]
+    assert np.all(trajs[1].detections.boxes_xyxy[:, 2] <= 50)
+
+
+def test_heatmap_guided_proposals_are_recorded(tiny_model, rgb_image):
+    # An untrained head predicts the 0.01 prior everywhere: no peaks, so no proposal comes from the heatmap.
+    (none,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=2, heatmap_init=0.5), seed=0)
+    assert not none.from_heatmap.any() and none.settings["heatmap_peaks"] == 0
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.heatmap_head.layer[2].bias.fill_(3.0)  # confident everywhere: plenty of peaks
+    (traj,) = sample(model, [rgb_image], SamplerOptions(steps=2, heatmap_init=0.5), seed=0)
+    n = traj.from_heatmap.shape[1]
+    assert traj.from_heatmap[0].sum() == n // 2 and traj.settings["num_from_heatmap"] == n // 2
+    assert traj.settings["heatmap_peaks"] > 0
+    # Heatmap slots start with centres at peaks: inside the image, unlike pure noise which often is not.
+    centres = (traj.boxes_in_xyxy[0, : n // 2, :2] + traj.boxes_in_xyxy[0, : n // 2, 2:]) / 2
+    assert np.all((centres >= -3) & (centres <= np.array([72 + 3, 48 + 3])))
+    (plain,) = sample(model, [rgb_image], SamplerOptions(steps=2), seed=0)
+    assert not plain.from_heatmap.any()
+
+
+def test_options_are_validated(tiny_model, rgb_image):
+    for bad in (dict(steps=0), dict(eta=2.0), dict(heatmap_init=1.5), dict(score_threshold=-1), dict(num_proposals=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            sample(tiny_model, [rgb_image], SamplerOptions(**bad))
+    with pytest.raises(ValueError, match="seeds"):
+        sample(tiny_model, [rgb_image], seed=[1, 2])
+    with pytest.raises(ValueError, match="RGB"):
+        sample(tiny_model, [np.zeros((10, 10), np.uint8)])
+
+
+def test_recording_off_keeps_detections(tiny_model, rgb_image):
+    (rec,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=2), seed=3)
+    (plain,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=2, record=False), seed=3)
+    assert plain.boxes_xyxy is None and not plain.recorded
+    np.testing.assert_array_equal(rec.detections.boxes_xyxy, plain.detections.boxes_xyxy)
+
+
+def test_trajectory_serialisation_round_trip(tmp_path, tiny_model, rgb_image):
+    (traj,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=2), seed=0)
+    traj.save_npz(tmp_path / "t.npz")
+    back = Trajectory.load_npz(tmp_path / "t.npz")
+    assert back.times == traj.times and back.class_names == traj.class_names
+    np.testing.assert_array_equal(back.boxes_xyxy, traj.boxes_xyxy)
+    np.testing.assert_array_equal(back.renewed, traj.renewed)
+    data = json.loads(traj.to_json())
+    assert len(data["boxes_xyxy"]) == 2 and data["detections"]["labels"] == traj.detections.labels.tolist()
+
+
+def test_detector_and_predict_cli(tmp_path, tiny_model, rgb_image):
+    import cv2
+
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    det = Detector.from_checkpoint(ckpt, device="cpu")
+    assert det.predict([rgb_image], SamplerOptions(steps=1))[0].image_size_hw == (48, 72)
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), rgb_image[:, :, ::-1])
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"),
+                 "--steps", "2", "--proposals", "8", "--score-threshold", "0", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "detections.json").read_text())
+    assert {r["image_id"] for r in results} == {0, 1} and all(len(r["bbox"]) == 4 for r in results)
+    trajs = sorted((out / "trajectories").glob("*.npz"))
+    assert len(trajs) == 2 and Trajectory.load_npz(trajs[0]).boxes_xyxy.shape[2] == 8
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(SystemExit):
+        main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "broken.jpg"), "--out", str(out)])
