@@ -5,6 +5,7 @@ value. Checkpoints store the config as JSON so that a model rebuilds exactly (``
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -194,3 +195,35 @@ def get_preset(name: str, **overrides: Any) -> DiffDetConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+def add_config_arguments(parser: "argparse.ArgumentParser") -> None:
+    """One ``--field-name`` option per config field (None default = keep the preset's value)."""
+    group = parser.add_argument_group("config fields (override the preset)")
+    for f in dataclasses.fields(DiffDetConfig):
+        default = getattr(PROPS_R50, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=_parse_bool, default=None, metavar="BOOL")
+        elif isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=kind, nargs="+", default=None)
+        else:
+            group.add_argument(flag, dest=f"cfg_{f.name}", type=type(default), default=None)
+
+
+def config_from_arguments(base: DiffDetConfig, args: "argparse.Namespace") -> DiffDetConfig:
+    """The preset with every ``--field-name`` given on the command line applied."""
+    changes = {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(DiffDetConfig)
+               if getattr(args, f"cfg_{f.name}", None) is not None}
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    return base.replace(**changes) if changes else base
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")

@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from diffdet.train import TrainOptions, lr_factor, train
+from diffdet.weights import load_checkpoint
+
+from conftest import write_shapes_dataset
+
+
+def small_cfg(tiny_cfg, **overrides):
+    base = dict(batch_size=2, lr=1e-3, warmup_iters=0, lr_steps=(), max_iter=30, checkpoint_every=10,
+                eval_every=1000, crop_prob=0.0)
+    base.update(overrides)
+    return tiny_cfg.replace(**base)
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_schedule(tiny_cfg):
+    cfg = tiny_cfg.replace(warmup_iters=10, warmup_factor=0.01, lr_steps=(20, 30))
+    assert lr_factor(0, cfg) == pytest.approx(0.01)
+    assert lr_factor(5, cfg) == pytest.approx(0.505)
+    assert lr_factor(10, cfg) == 1.0 and lr_factor(25, cfg) == pytest.approx(0.1) and lr_factor(30, cfg) == pytest.approx(0.01)
+
+
+def test_a_few_dozen_iterations_drive_the_loss_down(tmp_path, tiny_cfg):
+    data = write_shapes_dataset(tmp_path, num_train=4)
+    cfg = small_cfg(tiny_cfg, max_iter=40, eval_every=40)
+    run = train(cfg, TrainOptions(data=str(data), out=str(tmp_path / "run"), pretrained=False, workers=0, log_every=1))
+    rows = [r for r in read_metrics(run) if "loss_total" in r]
+    assert len(rows) == 40 and all(k in rows[0] for k in ("loss_ce", "loss_bbox", "loss_giou", "loss_heatmap", "lr"))
+    first = sum(r["loss_total"] for r in rows[:5]) / 5
+    last = sum(r["loss_total"] for r in rows[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    evals = [r for r in read_metrics(run) if "eval" in r]
+    assert evals and evals[-1]["iter"] == 40 and "AP50" in evals[-1]["eval"] and "per_class" in evals[-1]["eval"]
+    assert load_checkpoint(run / "model.safetensors").cfg == cfg
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_cfg):
+    data = write_shapes_dataset(tmp_path, num_train=5)
+    cfg = small_cfg(tiny_cfg, max_iter=8, checkpoint_every=3)
+    common = dict(data=str(data), pretrained=False, workers=0, log_every=1, seed=3)
+    straight = train(cfg, TrainOptions(out=str(tmp_path / "a"), **common))
+    # Interrupted after iteration 5: the last checkpoint is iteration 3, so iterations 4-5 are redone.
+    train(cfg, TrainOptions(out=str(tmp_path / "b"), stop_after=5, **common))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["iteration"] == 3
+    resumed = train(cfg, TrainOptions(out=str(tmp_path / "b"), resume=True, **common))
+    a, b = load_checkpoint(straight / "model.safetensors"), load_checkpoint(resumed / "model.safetensors")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    losses = lambda run: [(r["iter"], r["loss_total"]) for r in read_metrics(run) if "loss_total" in r]  # noqa: E731
+    assert [i for i, _ in losses(resumed)] == list(range(1, 9))
+    assert losses(resumed) == losses(straight)
+
+
+def test_two_process_gloo_run(tmp_path, tiny_cfg):
+    data = write_shapes_dataset(tmp_path, num_train=4)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "diffdet", "train", "--config", "tiny", "--data", str(data), "--out", str(tmp_path / "ddp"),
+           "--iters", "3", "--batch", "4", "--no-pretrained", "--workers", "0", "--log-every", "1",
+           "--num-stages", "2", "--num-proposals", "16", "--dim-feedforward", "64", "--min-size-train", "64",
+           "--max-size-train", "96", "--min-size-test", "64", "--max-size-test", "96", "--eval-every", "3",
+           "--checkpoint-every", "3", "--warmup-iters", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_metrics(tmp_path / "ddp")
+    assert [r["iter"] for r in rows if "loss_total" in r] == [1, 2, 3]
+    assert any("eval" in r for r in rows)
+    assert load_checkpoint(tmp_path / "ddp" / "model.safetensors").cfg.num_stages == 2
+
+
+def test_bad_data_is_a_clear_cli_error(tmp_path, capsys):
+    from diffdet.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2 and "not found" in capsys.readouterr().err
