@@ -1,0 +1,115 @@
+"""Scoring one image's detections against its ground truth, for the views: IoUs, TP/FP/FN at IoU 0.5, AP.
+
+IoU comes from ``torchvision.ops.box_iou`` and AP from the core's pycocotools wrapper
+(``diffdet.evaluate.coco_evaluate``); nothing here re-implements either.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from diffdet.evaluate import coco_evaluate
+from diffdet.inference import coco_results
+from diffdet.trajectory import Trajectory
+
+MATCH_IOU = 0.5  # the PASCAL / COCO AP50 criterion used for the TP/FP/FN colouring
+
+
+def iou_matrix(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(M, 4), (G, 4) pixel boxes -> (M, G) IoU."""
+    a = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(gt_boxes_xyxy, np.float32).reshape(-1, 4))
+    return box_iou(a, b).numpy()
+
+
+def best_iou(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray | None:
+    """Each box's IoU with its best-overlapping ground-truth box of any class (M,); None without ground truth."""
+    if gt_boxes_xyxy is None or len(gt_boxes_xyxy) == 0:
+        return None
+    if len(boxes_xyxy) == 0:
+        return np.zeros(0, np.float32)
+    return iou_matrix(boxes_xyxy, gt_boxes_xyxy).max(axis=1)
+
+
+@dataclass
+class Matching:
+    """Greedy, score-ordered, same-class matching at ``MATCH_IOU`` (as pycocotools does at one threshold).
+
+    status (M,) "TP" / "FP"; matched_gt (M,) index of the ground-truth box or -1; gt_matched (G,) bool.
+    """
+
+    status: np.ndarray
+    matched_gt: np.ndarray
+    gt_matched: np.ndarray
+
+    @property
+    def tp(self) -> int:
+        return int((self.status == "TP").sum())
+
+    @property
+    def fp(self) -> int:
+        return int((self.status == "FP").sum())
+
+    @property
+    def fn(self) -> int:
+        return int((~self.gt_matched).sum())
+
+
+def match_detections(
+    boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, gt_boxes_xyxy: np.ndarray,
+    gt_labels: np.ndarray, iou_threshold: float = MATCH_IOU,
+) -> Matching:
+    count, gt_count = len(scores), len(gt_labels)
+    status = np.full(count, "FP", dtype=object)
+    matched_gt = np.full(count, -1, np.int64)
+    gt_matched = np.zeros(gt_count, bool)
+    if count and gt_count:
+        ious = iou_matrix(boxes_xyxy, gt_boxes_xyxy)  # (M, G)
+        same_class = np.asarray(labels)[:, None] == np.asarray(gt_labels)[None, :]
+        ious = np.where(same_class, ious, -1.0)
+        for i in np.argsort(-np.asarray(scores), kind="stable"):
+            candidates = np.where(gt_matched, -1.0, ious[i])
+            j = int(candidates.argmax())
+            if candidates[j] >= iou_threshold:
+                status[i], matched_gt[i], gt_matched[j] = "TP", j, True
+    return Matching(status, matched_gt, gt_matched)
+
+
+def image_ap(traj: Trajectory, gt_boxes_xyxy: np.ndarray, gt_labels: np.ndarray) -> dict[str, Any]:
+    """COCO AP (0-100) of all of the image's detections against its ground truth, per class too."""
+    detections = [{"image_id": 0, "boxes_xyxy": traj.detections.boxes_xyxy, "scores": traj.detections.scores,
+                   "labels": traj.detections.labels}]
+    ground_truth = [{"image_id": 0, "boxes_xyxy": gt_boxes_xyxy, "labels": gt_labels,
+                     "size_hw": traj.image_size_hw}]
+    return coco_evaluate(detections, ground_truth, traj.class_names)
+
+
+def stage_ious(traj: Trajectory, gt_boxes_xyxy: np.ndarray | None, stage: int = -1) -> dict[str, np.ndarray] | None:
+    """Best IoU with the ground truth for every step's boxes at ``stage`` ("out{s}") and for the detections
+    ("final"), as the denoising view's hover shows them."""
+    if gt_boxes_xyxy is None or len(gt_boxes_xyxy) == 0:
+        return None
+    out: dict[str, np.ndarray] = {"final": best_iou(traj.detections.boxes_xyxy, gt_boxes_xyxy)}
+    if traj.recorded:
+        stage = stage % traj.num_stages
+        for s in range(traj.num_steps):
+            out[f"out{s}"] = best_iou(traj.boxes_xyxy[s, stage], gt_boxes_xyxy)
+    return out
+
+
+def coco_json(traj: Trajectory, image_name: str) -> str:
+    """The detections as a COCO file: images, categories (id = label id, as the core's CLI writes them) and the
+    results list under "annotations" with scores; bbox is [x, y, w, h] in the image's pixels."""
+    height, width = traj.image_size_hw
+    return json.dumps({
+        "images": [{"id": 0, "file_name": image_name, "height": int(height), "width": int(width)}],
+        "categories": [{"id": i, "name": n} for i, n in enumerate(traj.class_names)],
+        "annotations": [{"id": k + 1, **r, "area": round(r["bbox"][2] * r["bbox"][3], 2), "iscrowd": 0}
+                        for k, r in enumerate(coco_results(traj, 0))],
+        "info": {"description": "DiffusionDet Explorer detections", "settings": traj.settings},
+    }, indent=1)

@@ -1,0 +1,353 @@
+"""Everything the app reads from outside: uploaded images, ground-truth files, checkpoints and metrics files.
+
+Each loader checks before it decodes and raises ``InputError`` (a ``ValueError``) whose message is written for
+the person who uploaded the file: the UI shows it as is, so it never names a server path or a Python type.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Limits on what an upload may cost the server before it is rejected.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024        # 20 MB: phone photos fit, a bomb in a PNG wrapper does not
+MAX_IMAGE_PIXELS = 40_000_000             # 40 MP: checked from the header, before any pixel is decoded
+MIN_IMAGE_SIDE = 16                       # below this the model's stride-32 features have no cell at all
+MAX_ASPECT_RATIO = 8.0                    # the core resizes the short side; 8:1 keeps the long side sensible
+MAX_ANNOTATION_BYTES = 10 * 1024 * 1024   # a COCO file for one image is a few kB; 10 MB covers whole splits
+MAX_CHECKPOINT_BYTES = 600 * 1024 * 1024  # a ResNet-50 DiffusionDet is ~440 MB in float32
+MAX_METRICS_BYTES = 20 * 1024 * 1024
+
+# PIL's own guard (a warning above, an error at twice this) as a second line behind the header check.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+READABLE_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+
+class InputError(ValueError):
+    """A problem with something the user gave; the message is shown in the UI verbatim."""
+
+
+def _mb(num_bytes: float) -> str:
+    return f"{num_bytes / 1024 / 1024:.1f} MB"
+
+
+def _check_file(path: str | os.PathLike | None, what: str, max_bytes: int) -> Path:
+    if path is None or str(path) == "":
+        raise InputError(f"No {what} was given.")
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"The {what} could not be read (it is not a file). Please upload it again.")
+    size = file.stat().st_size
+    if size == 0:
+        raise InputError(f"The {what} is empty (0 bytes).")
+    if size > max_bytes:
+        raise InputError(f"The {what} is {_mb(size)}; the limit is {_mb(max_bytes)}.")
+    return file
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# images
+
+
+def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> (H, W, 3) uint8. 16-bit and float images are rescaled, not clipped; alpha is composited on
+    white so transparent cut-outs look as they do in a browser."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)  # (H, W)
+        finite = values[np.isfinite(values)]
+        low = float(finite.min()) if finite.size else 0.0
+        high = float(finite.max()) if finite.size else 0.0
+        if mode == "F" and low >= 0.0 and high <= 1.0:
+            scaled = values * 255.0
+        elif high <= 255.0 and low >= 0.0:
+            scaled = values
+        elif mode.startswith("I;16") or (low >= 0.0 and high <= 65535.0):
+            scaled = values / 257.0  # the full 16-bit range onto 0-255
+        else:
+            scaled = (values - low) / max(high - low, 1e-12) * 255.0
+        gray = np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)  # (H, W, 3)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image)  # a writable copy (torch warns about read-only arrays)
+
+
+def load_image(path: str | os.PathLike | None) -> np.ndarray:
+    """Validate and decode an uploaded image.
+
+    Checks, in order and before decoding pixels: the file exists and is 1 byte to ``MAX_IMAGE_BYTES``, the header is
+    a known image format, the pixel count is at most ``MAX_IMAGE_PIXELS``, no side is below ``MIN_IMAGE_SIDE`` and
+    the aspect ratio is at most ``MAX_ASPECT_RATIO``. Applies the EXIF orientation (phone photos) and takes the first
+    frame of animations.
+
+    Returns:
+        np.ndarray (H, W, 3) uint8 RGB.
+    Raises:
+        InputError with a message for the user.
+    """
+    file = _check_file(path, "image", MAX_IMAGE_BYTES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                width, height = image.size
+                _check_image_size(width, height)
+                image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return np.ascontiguousarray(_to_rgb_uint8(image))
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"The image has too many pixels (over {MAX_IMAGE_PIXELS / 1e6:.0f} MP); please resize it."
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"This file is not an image that can be read. Please upload {READABLE_FORMATS}.") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+        raise InputError("The image file is corrupt or truncated and could not be decoded.") from None
+
+
+def _check_image_size(width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"The image is {width} x {height} ({width * height / 1e6:.0f} MP); the limit is "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP. Please resize it."
+        )
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"The image is {width} x {height} pixels; both sides must be at least {MIN_IMAGE_SIDE} pixels."
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise InputError(
+            f"The image is {width} x {height}, an aspect ratio of {max(width, height) / min(width, height):.0f}:1; "
+            f"the detector handles up to {MAX_ASPECT_RATIO:.0f}:1. Please crop it."
+        )
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha1 of a file's bytes: identifies an example image however it reached the app (gallery, upload, API)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ground truth
+
+
+@dataclass
+class GroundTruth:
+    """Boxes of one image. boxes_xyxy (G, 4) float32 pixels, labels (G,) int64 class ids; ``notes`` lists what was
+    skipped (unknown class names, empty boxes) so the UI can say so."""
+
+    boxes_xyxy: np.ndarray
+    labels: np.ndarray
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @classmethod
+    def empty(cls, source: str = "") -> "GroundTruth":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.int64), source)
+
+
+def _finite_box(values: object) -> list[float] | None:
+    if not isinstance(values, (list, tuple)) or len(values) != 4:
+        return None
+    try:
+        box = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return box if all(math.isfinite(v) for v in box) else None
+
+
+def _build_gt(
+    items: list[tuple[str, list[float]]], class_names: tuple[str, ...], image_size_hw: tuple[int, int] | None,
+    source: str,
+) -> GroundTruth:
+    """(class name, xyxy) pairs -> GroundTruth, clipping to the image and dropping what cannot be used."""
+    index = {name: i for i, name in enumerate(class_names)}
+    boxes, labels, unknown, degenerate = [], [], set(), 0
+    for name, box in items:
+        if name not in index:
+            unknown.add(str(name))
+            continue
+        x1, y1, x2, y2 = box
+        if image_size_hw is not None:
+            height, width = image_size_hw
+            x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+            y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
+            degenerate += 1
+            continue
+        boxes.append([x1, y1, x2, y2])
+        labels.append(index[name])
+    notes = []
+    if unknown:
+        notes.append(f"skipped boxes of classes this model does not know: {', '.join(sorted(unknown))}")
+    if degenerate:
+        notes.append(f"skipped {degenerate} empty or out-of-image box(es)")
+    return GroundTruth(
+        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), source, notes
+    )
+
+
+def _pick_entry(names: list[str], image_name: str | None, what: str) -> int:
+    """Which entry of a multi-image file belongs to this image: the one file, or the one with the same file name."""
+    if len(names) == 1:
+        return 0
+    if image_name:
+        base = Path(image_name).name
+        stem = Path(image_name).stem
+        for i, name in enumerate(names):
+            if Path(name).name == base:
+                return i
+        for i, name in enumerate(names):
+            if Path(name).stem == stem:
+                return i
+    raise InputError(
+        f"The {what} file describes {len(names)} images and none is named like this image "
+        f"({Path(image_name).name if image_name else 'unnamed'}). Upload a file for this image only, or name the "
+        "image as in the file."
+    )
+
+
+def parse_props(
+    data: object, class_names: tuple[str, ...], image_name: str | None = None,
+    image_size_hw: tuple[int, int] | None = None, source: str = "PROPS file",
+) -> GroundTruth:
+    """PROPS format: a JSON list of ``[relative_image_path, [{"name": class, "xyxy": [x1, y1, x2, y2]}, ...]]``.
+    A single ``[path, [...]]`` pair is accepted too."""
+    if (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str) and isinstance(data[1], list)):
+        data = [data]
+    if not isinstance(data, list) or not data or not all(
+        isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list) for e in data
+    ):
+        raise InputError("The PROPS annotation file must be a JSON list of [image_path, [objects]] pairs.")
+    entry = data[_pick_entry([e[0] for e in data], image_name, "PROPS annotation")]
+    items = []
+    for obj in entry[1]:
+        box = _finite_box(obj.get("xyxy")) if isinstance(obj, dict) else None
+        if box is None or not isinstance(obj.get("name"), str):
+            raise InputError('Each PROPS object must look like {"name": "mug", "xyxy": [x1, y1, x2, y2]}.')
+        items.append((obj["name"], box))
+    return _build_gt(items, class_names, image_size_hw, source)
+
+
+def parse_coco(
+    data: dict, class_names: tuple[str, ...], image_name: str | None = None,
+    image_size_hw: tuple[int, int] | None = None, source: str = "COCO file",
+) -> GroundTruth:
+    """COCO format: ``{"images": [...], "annotations": [{"image_id", "category_id", "bbox": [x, y, w, h]}],
+    "categories": [{"id", "name"}]}``; categories are matched to the model's classes by name."""
+    images, annotations, categories = data.get("images"), data.get("annotations"), data.get("categories")
+    if not isinstance(images, list) or not isinstance(annotations, list) or not isinstance(categories, list):
+        raise InputError('A COCO annotation file needs "images", "annotations" and "categories" lists.')
+    if not images:
+        raise InputError("The COCO annotation file lists no images.")
+    try:
+        category_names = {c["id"]: str(c["name"]) for c in categories}
+        file_names = [str(im.get("file_name", "")) for im in images]
+        image_id = images[_pick_entry(file_names, image_name, "COCO annotation")]["id"]
+    except (KeyError, TypeError, AttributeError):
+        raise InputError("The COCO file's images need an id and a file_name, its categories an id and a name.") \
+            from None
+    items = []
+    for ann in annotations:
+        if not isinstance(ann, dict) or ann.get("image_id") != image_id:
+            continue
+        box = _finite_box(ann.get("bbox"))
+        if box is None or ann.get("category_id") not in category_names:
+            raise InputError("Each COCO annotation needs a bbox [x, y, w, h] and a category_id from categories.")
+        x, y, w, h = box
+        items.append((category_names[ann["category_id"]], [x, y, x + w, y + h]))
+    return _build_gt(items, class_names, image_size_hw, source)
+
+
+def parse_annotations(
+    path: str | os.PathLike | None, class_names: tuple[str, ...], image_name: str | None = None,
+    image_size_hw: tuple[int, int] | None = None,
+) -> GroundTruth:
+    """Read a PROPS-format or COCO-format JSON file (detected from its shape) for one image."""
+    file = _check_file(path, "annotation file", MAX_ANNOTATION_BYTES)
+    try:
+        data = json.loads(file.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"The annotation file is not valid JSON{line}.") from None
+    if isinstance(data, dict):
+        return parse_coco(data, class_names, image_name, image_size_hw)
+    return parse_props(data, class_names, image_name, image_size_hw)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[str]:
+    """File names of the ``*.safetensors`` directly inside ``directory`` (sorted); never a path."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.glob("*.safetensors") if p.is_file())
+
+
+def resolve_checkpoint(name: str | None, directory: str | os.PathLike) -> Path:
+    """The path of a checkpoint chosen by name; only names that ``list_checkpoints`` returns are accepted, so the
+    dropdown (and the API behind it) cannot reach any other file."""
+    choices = list_checkpoints(directory)
+    if not choices:
+        raise InputError("No checkpoint is available: put a .safetensors file in checkpoints/ or upload one.")
+    if name not in choices:
+        raise InputError(f"Unknown checkpoint {str(name)[:80]!r}; choose one of: {', '.join(choices)}.")
+    return Path(directory) / name
+
+
+def check_checkpoint_upload(path: str | os.PathLike) -> Path:
+    file = _check_file(path, "checkpoint", MAX_CHECKPOINT_BYTES)
+    if file.suffix.lower() != ".safetensors":
+        raise InputError("Checkpoints must be .safetensors files (pickled .pth files are not loaded, for safety).")
+    return file
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# training metrics
+
+
+def load_metrics(path: str | os.PathLike) -> list[dict]:
+    """A run's metrics file: JSON lines of training rows ``{"iter", "loss_*", "lr"}`` and evaluation rows
+    ``{"iter", "eval": {"AP", "AP50", "per_class": {...}}}``. Blank and malformed lines are skipped; a file with no
+    usable row raises InputError."""
+    file = _check_file(path, "metrics file", MAX_METRICS_BYTES)
+    rows = []
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("iter"), (int, float)):
+            rows.append(row)
+    if not rows:
+        raise InputError('The metrics file has no JSON lines with an "iter" field.')
+    return rows

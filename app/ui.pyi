@@ -1,0 +1,251 @@
+"""The Gradio Blocks: layout and event wiring. Every handler lives in ``app.handlers.Explorer``.
+
+Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``):
+    /predict          image, checkpoint, steps, seed, proposals, eta, heatmap ratio, score threshold
+                      -> detections JSON, trajectory JSON file
+    /detect           every control -> every view (what the Detect button does)
+    /target           the live target synthesis (min_radius, rho, class, profile box)
+    /render, /heatmap redraws from a stored run
+    /compare          A/B of two seeds or settings
+    /training_curves  AP-vs-iteration figure from a metrics file
+    /checkpoint_info  the selected checkpoint's description
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.handlers import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, Explorer
+from app.inputs import MAX_IMAGE_BYTES, MAX_CHECKPOINT_BYTES
+
+WALKTHROUGH = (Path(__file__).parent / "walkthrough.md").read_text(encoding="utf-8")
+
+CSS = """
+#status { min-height: 2.2em; }
+#status p { margin: 0.2em 0; }
+.compact-row { gap: 6px !important; }
+#detect-btn { font-size: 1.05em; }
+"""
+
+from gradio.events import Dependency
+
+class SafeImage(gr.Image):
+    """``gr.Image`` that hands the handler the uploaded file's path without opening it: Gradio's own preprocessing
+    decodes with PIL before any check could run, so a decompression bomb or a non-image would fail there with a
+    generic error. ``app.inputs.load_image`` validates instead and says what is wrong."""
+
+    is_template = True  # the browser renders it as a plain Image
+
+    def preprocess(self, payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if getattr(payload, "path", None):
+            return str(payload.path)
+        return super().preprocess(payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
+    explorer = explorer or Explorer()
+    checkpoints = explorer.checkpoint_choices()
+    default_ckpt = explorer.default_checkpoint()
+
+    with gr.Blocks(title="DiffusionDet Explorer", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# DiffusionDet Explorer\nWatch random boxes turn into detections, one DDIM step at a time — "
+                    "on PROPS table-top scenes (10 YCB objects), with the centre-heatmap head of the PROPS paper.")
+        with gr.Sidebar(position="right", open=True, width=360, label="Walkthrough"):
+            gr.Markdown(WALKTHROUGH, elem_id="walkthrough")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=330):
+                image_in = SafeImage(label="Image (upload, webcam or paste)", type="filepath",
+                                     sources=["upload", "webcam", "clipboard"], height=260, elem_id="input-image",
+                                     webcam_options=gr.WebcamOptions(mirror=False))
+                examples = explorer.example_paths()
+                if examples:
+                    gr.Examples(examples=[[str(p)] for p in examples], inputs=[image_in], label="Example scenes",
+                                examples_per_page=12, elem_id="examples")
+                detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
+                with gr.Accordion("Ground truth (optional)", open=False):
+                    gt_file = gr.File(label="PROPS or COCO annotation JSON", file_types=[".json"], type="filepath",
+                                      elem_id="gt-file", height=90)
+                    use_example_gt = gr.Checkbox(value=True, label="Use an example's own annotations",
+                                                 elem_id="use-example-gt")
+                with gr.Accordion("Model", open=False):
+                    checkpoint = gr.Dropdown(choices=checkpoints, value=default_ckpt, label="Checkpoint",
+                                             info="*.safetensors in checkpoints/", elem_id="checkpoint")
+                    ckpt_upload = gr.File(label=f"…or upload a .safetensors (≤ {MAX_CHECKPOINT_BYTES >> 20} MB)",
+                                          file_types=[".safetensors"], type="filepath", height=90,
+                                          elem_id="checkpoint-upload")
+                    model_info = gr.Markdown(elem_id="model-info")
+                with gr.Accordion("Sampler", open=True):
+                    steps = gr.Slider(1, 20, value=4, step=1, label="DDIM steps", elem_id="steps")
+                    proposals = gr.Slider(10, 500, value=100, step=10, label="Proposals (random boxes)",
+                                          elem_id="proposals")
+                    with gr.Row(elem_classes="compact-row"):
+                        eta = gr.Slider(0, 1, value=1.0, step=0.05, label="eta (DDIM noise)", elem_id="eta")
+                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+                    with gr.Row(elem_classes="compact-row"):
+                        renewal = gr.Checkbox(value=True, label="Box renewal", elem_id="renewal")
+                        renewal_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="Renewal threshold",
+                                                      elem_id="renewal-threshold")
+                    with gr.Row(elem_classes="compact-row"):
+                        ensemble = gr.Checkbox(value=True, label="Step ensemble", elem_id="ensemble")
+                        nms = gr.Checkbox(value=True, label="NMS", elem_id="nms")
+                        nms_iou = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="NMS IoU", elem_id="nms-iou")
+                    heatmap_init = gr.Slider(0, 1, value=0.0, step=0.05, label="Heatmap-guided proposals (ratio)",
+                                             elem_id="heatmap-init")
+                with gr.Accordion("Display", open=True):
+                    score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
+                                                elem_id="score-threshold")
+                    classes = gr.CheckboxGroup(choices=[], label="Classes shown", elem_id="classes")
+                    with gr.Row(elem_classes="compact-row"):
+                        show_labels = gr.Checkbox(value=True, label="Labels", elem_id="show-labels")
+                        show_scores = gr.Checkbox(value=True, label="Scores", elem_id="show-scores")
+                        show_gt = gr.Checkbox(value=True, label="Ground truth", elem_id="show-gt")
+                        show_tracks = gr.Checkbox(value=True, label="Tracks", elem_id="show-tracks")
+                    with gr.Row(elem_classes="compact-row"):
+                        line_width = gr.Slider(0.5, 6, value=2, step=0.5, label="Line width", elem_id="line-width")
+                        stage = gr.Slider(1, 6, value=6, step=1, label="Head stage", elem_id="stage")
+
+            with gr.Column(scale=3, min_width=560):
+                status = gr.Markdown("Pick an example scene or upload an image.", elem_id="status")
+                with gr.Tabs(elem_id="views"):
+                    with gr.Tab("Denoising", id="denoise"):
+                        denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
+                        stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
+                    with gr.Tab("Heatmap", id="heatmap"):
+                        with gr.Row():
+                            heat_class = gr.Dropdown(choices=[MAX_CLASSES_OPTION], value=MAX_CLASSES_OPTION,
+                                                     label="Class", elem_id="heat-class")
+                            heat_mode = gr.Radio(["side by side", "overlay on image"], value="side by side",
+                                                 label="Layout", elem_id="heat-mode")
+                        heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
+                    with gr.Tab("Target generation", id="target"):
+                        gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre with "
+                                    "radius `r = max(min_radius, rho · min(w, h))` heatmap cells. Move the sliders.")
+                        with gr.Row():
+                            min_radius = gr.Slider(0.5, 16, value=4, step=0.5, label="min_radius (cells)",
+                                                   elem_id="min-radius")
+                            rho = gr.Slider(0, 1.5, value=0.5, step=0.05, label="rho", elem_id="rho")
+                        with gr.Row():
+                            target_class = gr.Dropdown(choices=[MAX_CLASSES_OPTION], value=MAX_CLASSES_OPTION,
+                                                       label="Class", elem_id="target-class")
+                            profile_box = gr.Dropdown(choices=[], label="Profile through box",
+                                                      elem_id="profile-box")
+                        target_plot = gr.Plot(show_label=False, elem_id="target-plot")
+                    with gr.Tab("Results", id="results"):
+                        metrics_md = gr.Markdown(elem_id="metrics")
+                        results_plot = gr.Plot(show_label=False, elem_id="results-plot")
+                        det_table = gr.Dataframe(label="Detections", interactive=False, elem_id="detections-table",
+                                                 max_height=360)
+                        downloads = gr.File(label="Downloads: COCO JSON, trajectory JSON and NPZ", file_count="multiple",
+                                            interactive=False, elem_id="downloads")
+                    with gr.Tab("A/B compare", id="compare"):
+                        gr.Markdown("Run **A** (the settings on the left) against **B** (the same with the changes "
+                                    "below); one slider scrubs both.")
+                        with gr.Row():
+                            seed_b = gr.Number(value=1, precision=0, minimum=0, label="B: seed", elem_id="seed-b")
+                            steps_b = gr.Slider(1, 20, value=4, step=1, label="B: DDIM steps", elem_id="steps-b")
+                            eta_b = gr.Slider(0, 1, value=1.0, step=0.05, label="B: eta", elem_id="eta-b")
+                        with gr.Row():
+                            heatmap_b = gr.Slider(0, 1, value=0.0, step=0.05, label="B: heatmap-guided ratio",
+                                                  elem_id="heatmap-b")
+                            renewal_b = gr.Checkbox(value=True, label="B: box renewal", elem_id="renewal-b")
+                            compare_btn = gr.Button("Run A/B", elem_id="compare-btn")
+                        compare_md = gr.Markdown(elem_id="compare-summary")
+                        compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
+                    with gr.Tab("Training", id="training"):
+                        training_md = gr.Markdown(elem_id="training-summary")
+                        training_plot = gr.Plot(show_label=False, elem_id="training-plot")
+                        metrics_upload = gr.File(label="…or upload a run's metrics file (.jsonl)",
+                                                 file_types=[".jsonl", ".json", ".txt"], type="filepath", height=90,
+                                                 elem_id="metrics-upload")
+
+        # Hidden: the stored run (travels as a file, so cached examples keep it) and the /predict API's outputs.
+        traj_store = gr.File(visible=False, elem_id="traj-store")
+        api_json = gr.JSON(visible=False)
+        api_file = gr.File(visible=False)
+        api_btn = gr.Button(visible=False)
+
+        sampler = [proposals, steps, eta, seed, renewal, renewal_threshold, ensemble, nms, nms_iou, heatmap_init]
+        display = [score_threshold, classes, show_labels, show_scores, line_width, stage, show_gt, show_tracks]
+        image_gt = [image_in, gt_file, use_example_gt]
+        model = [checkpoint, ckpt_upload]
+        detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
+        detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
+                          metrics_md, downloads, traj_store, profile_box]
+        model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
+        cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
+
+        detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
+        image_in.change(explorer.detect, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+        api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
+                                             score_threshold], [api_json, api_file], api_name="predict",
+                      **model_event)
+
+        render_inputs = [traj_store] + image_gt + display
+        render_outputs = [denoise_plot, stats_plot, results_plot, det_table, metrics_md]
+        heat_inputs = [traj_store] + image_gt + [heat_class, heat_mode, min_radius, rho, score_threshold]
+        target_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, profile_box,
+                                                            score_threshold]
+        boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
+
+        render_event = gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
+                              line_width.release, stage.release, show_gt.input, show_tracks.input],
+                             explorer.render, render_inputs, render_outputs, api_name="render", **cheap)
+        render_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
+        gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
+                         api_visibility="private", **cheap)
+        gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
+                      api_visibility="private", **cheap)
+        gt_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
+        score_threshold.release(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
+                                api_visibility="private", **cheap)
+        gr.on([heat_class.change, heat_mode.change, min_radius.release, rho.release], explorer.render_heatmap,
+              heat_inputs, heat_plot, api_name="heatmap", **cheap)
+        gr.on([min_radius.input, rho.input, target_class.input, profile_box.input], explorer.render_target,
+              target_inputs, target_plot, api_name="target", **cheap)
+
+        compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
+                                                                                     heatmap_b, renewal_b],
+                          [compare_plot, compare_md], api_name="compare", **model_event)
+
+        info_outputs = [model_info, classes, stage, proposals, heatmap_init, heat_class, target_class, min_radius, rho]
+        gr.on([checkpoint.change, ckpt_upload.change], explorer.checkpoint_info, model, info_outputs,
+              api_name="checkpoint_info", **cheap)
+        gr.on([metrics_upload.change, checkpoint.change], explorer.training, [metrics_upload, checkpoint],
+              [training_plot, training_md], api_name="training_curves", **cheap)
+        demo.load(explorer.checkpoint_info, model, info_outputs, api_visibility="private", show_progress="hidden")
+        demo.load(explorer.training, [metrics_upload, checkpoint], [training_plot, training_md],
+                  api_visibility="private", show_progress="hidden")
+    return demo
+
+
+def launch(demo: gr.Blocks | None = None, explorer: Explorer | None = None, **overrides: Any) -> gr.Blocks:
+    """Queue and launch with the app's limits. Server name and port come from GRADIO_SERVER_NAME / _PORT (Spaces
+    sets them) unless passed; only the examples folder is served from disk besides Gradio's own cache."""
+    explorer = explorer or Explorer()
+    demo = demo or build_demo(explorer)
+    demo.queue(max_size=64, default_concurrency_limit=4)
+    options: dict[str, Any] = {
+        "allowed_paths": [str(explorer.examples_dir)] if explorer.examples_dir.is_dir() else [],
+        "max_file_size": MAX_CHECKPOINT_BYTES,
+        "ssr_mode": False,
+        "theme": gr.themes.Soft(primary_hue="indigo"),
+        "css": CSS,
+        "server_name": os.environ.get("GRADIO_SERVER_NAME") or None,
+        "server_port": int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None,
+    }
+    options.update(overrides)
+    demo.launch(**options)
+    return demo
+
+
+__all__ = ["build_demo", "launch", "SafeImage", "MAX_IMAGE_BYTES", "MAX_STEPS", "MAX_PROPOSALS"]
