@@ -73,8 +73,10 @@ def make_figure(data: list[dict], layout: dict) -> go.Figure:
 
 
 def validate_figure(fig: go.Figure) -> go.Figure:
-    """Re-build with validation on: raises ValueError naming any attribute Plotly does not know (used by tests)."""
-    return go.Figure(fig.to_dict())
+    """Raise ValueError naming any attribute Plotly does not know (a validated copy is built and dropped); returns
+    ``fig`` itself, for the tests to inspect."""
+    go.Figure(fig.to_dict())
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -159,7 +161,8 @@ def _lines(xs: np.ndarray, ys: np.ndarray, colour: str, width: float, name: str 
 
 def _legend_key(name: str, colour: str, dash: str = "solid", symbol: str | None = None) -> dict:
     """An empty trace that only puts an entry in the legend (clicking legend items is switched off)."""
-    trace = {"type": "scatter", "x": [None], "y": [None], "name": name, "showlegend": True, "hoverinfo": "skip"}
+    trace = {"type": "scatter", "x": [None], "y": [None], "name": name, "showlegend": True, "hoverinfo": "skip",
+             "visible": True}
     if symbol:
         trace.update(mode="markers", marker={"color": colour, "symbol": symbol, "size": 9})
     else:

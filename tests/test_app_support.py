@@ -5,12 +5,28 @@ Imported by the other ``test_app_*`` files as ``import test_app_support``; pytes
 from __future__ import annotations
 
 import io
+import json
+import struct
+import sys
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from diffdet.trajectory import Detections, Trajectory
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so `import app` and `import diffdet` work however pytest is started
+    sys.path.insert(0, str(ROOT))
+
+from diffdet.trajectory import Detections, Trajectory  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+OUTPUT_DIR = ROOT / "tests" / "_output"
+CHECKPOINT_NAME = "diffdet_tiny_props.safetensors"
 
 CLASSES = ("master_chef_can", "cracker_box", "mug")
 
@@ -90,3 +106,107 @@ def test_make_trajectory_is_consistent() -> None:
     assert traj.boxes_xyxy.shape == (3, 2, 12, 4)
     assert (traj.boxes_xyxy[..., 2:] >= traj.boxes_xyxy[..., :2]).all()
     assert len(traj.detections) > 0
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb as far as any check that
+    reads the header is concerned)."""
+    png = bytearray(png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    start = png.index(b"IHDR")
+    png[start + 4:start + 17] = ihdr
+    png[start + 17:start + 21] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(png)
+
+
+def png16_bytes() -> bytes:
+    """A 16-bit greyscale PNG with values across the whole 0-65535 range."""
+    ramp = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (48, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class AppEnv:
+    """A checkpoints folder with a random-init tiny checkpoint and its metrics file, an examples folder with two
+    small scenes and their PROPS annotations, and the scenes' ground truth."""
+
+    checkpoint_dir: Path
+    examples_dir: Path
+    work_dir: Path
+
+
+def build_env(root: Path) -> AppEnv:
+    import torch
+
+    from diffdet.config import TINY
+    from diffdet.model import build_model
+    from diffdet.weights import save_checkpoint
+
+    checkpoint_dir, examples_dir, work_dir = root / "checkpoints", root / "examples", root / "work"
+    for folder in (checkpoint_dir, examples_dir, work_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_checkpoint(build_model(TINY.replace(num_proposals=20)), checkpoint_dir / CHECKPOINT_NAME,
+                    dtype=torch.float16)
+    annotations = []
+    for i in range(2):
+        write_image(examples_dir / f"scene_{i:02d}.jpg", make_image(seed=i), fmt="JPEG", quality=92)
+        annotations.append([f"images/scene_{i:02d}.jpg", [
+            {"name": "master_chef_can", "xyxy": [20, 16, 60, 56]}, {"name": "mug", "xyxy": [70, 30, 118, 86]}]])
+    (examples_dir / "props.json").write_text(json.dumps(annotations))
+    rows = [{"iter": it, "loss": 3.0 / (1 + it / 100), "loss_ce": 1.0 / (1 + it / 50), "lr": 1e-4}
+            for it in range(0, 501, 50)]
+    rows += [{"iter": it, "eval": {"AP": it / 1000, "AP50": it / 700,
+                                   "per_class": {"mug": it / 900, "cracker_box": it / 1200}}}
+             for it in (250, 500)]
+    (checkpoint_dir / "diffdet_tiny_props_metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return AppEnv(checkpoint_dir, examples_dir, work_dir)
+
+
+@pytest.fixture(scope="session")
+def app_env(tmp_path_factory: pytest.TempPathFactory) -> AppEnv:
+    return build_env(tmp_path_factory.mktemp("app_env"))
+
+
+def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Files the app must refuse, each with a fragment of the message the user must see."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "zero_byte": (b"", "empty"),
+        "not_image": (b"this is plain text, not a picture\n" * 10, "not an image"),
+        "corrupt": (png_bytes(make_image())[:200], "corrupt"),
+        "bomb": (bomb_png(), "too many pixels"),
+        "tiny_1x1": (png_bytes(np.zeros((1, 1, 3), np.uint8)), "at least"),
+        "extreme_aspect": (png_bytes(np.zeros((16, 400, 3), np.uint8)), "aspect ratio"),
+    }
+    out = {}
+    for name, (data, message) in files.items():
+        path = folder / f"{name}.png"
+        path.write_bytes(data)
+        out[name] = (path, message)
+    big = folder / "oversized.jpg"
+    with open(big, "wb") as handle:
+        handle.write(b"\xff\xd8\xff\xe0")
+        handle.truncate(21 * 1024 * 1024)
+    out["oversized"] = (big, "limit is 20.0 MB")
+    return out
+
+
+def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
+    """Images the app must accept: 16-bit, RGBA, greyscale, palette, tall."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    (folder / "sixteen_bit.png").write_bytes(png16_bytes())
+    out["sixteen_bit"] = folder / "sixteen_bit.png"
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[10:30, 10:40, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
+    out["rgba"] = folder / "rgba.png"
+    Image.fromarray(make_image()[..., 0], "L").save(folder / "grey.png")
+    out["grey"] = folder / "grey.png"
+    Image.fromarray(make_image()).convert("P").save(folder / "palette.gif")
+    out["palette"] = folder / "palette.gif"
+    return out
