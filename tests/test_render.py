@@ -1,0 +1,178 @@
+"""Tests of the scene renderer on tiny generated textured boxes laid out like the YCB folder (no shared data)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from diffdet import render
+from diffdet.config import PROPS_CLASSES
+
+W, H = 160, 120  # small images keep the tests fast; the pipeline is resolution-independent
+
+
+def write_textured_box(folder: Path, size_xyz: tuple[float, float, float], seed: int) -> Path:
+    """A box (metres, bottom at z = 0) as textured.obj + textured.mtl + texture_map.png, YCB style."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    texture = np.repeat(np.repeat(rng.integers(40, 255, size=(4, 4, 3)), 16, 0), 16, 1).astype(np.uint8)
+    cv2.imwrite(str(folder / "texture_map.png"), texture)
+    (folder / "textured.mtl").write_text("newmtl material_0\nKd 1 1 1\nmap_Kd texture_map.png\n")
+    sx, sy, sz = size_xyz
+    corners = np.array([[x, y, z] for x in (-sx / 2, sx / 2) for y in (-sy / 2, sy / 2) for z in (0, sz)])
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]  # outward CCW
+    lines = ["mtllib textured.mtl"] + [f"v {x} {y} {z}" for x, y, z in corners]
+    lines += ["vt 0 0", "vt 1 0", "vt 1 1", "vt 0 1", "usemtl material_0"]
+    for q in quads:
+        lines.append(f"f {q[0] + 1}/1 {q[1] + 1}/2 {q[2] + 1}/3")
+        lines.append(f"f {q[0] + 1}/1 {q[2] + 1}/3 {q[3] + 1}/4")
+    (folder / "textured.obj").write_text("\n".join(lines) + "\n")
+    return folder / "textured.obj"
+
+
+@pytest.fixture(scope="module")
+def ycb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All ten PROPS classes as boxes of plausible sizes, in NNN_<class>/textured.obj folders."""
+    root = tmp_path_factory.mktemp("ycb")
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(PROPS_CLASSES):
+        size = tuple(rng.uniform(0.04, 0.09, 2)) + (rng.uniform(0.04, 0.18),)
+        write_textured_box(root / f"{i:03d}_{name}", size, seed=i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_boxes(ycb_dir: Path) -> dict[str, Path]:
+    meshes = render.find_ycb_meshes(ycb_dir)
+    return {"cracker_box": meshes["cracker_box"], "sugar_box": meshes["sugar_box"]}
+
+
+def check_props_json(path: Path, out: Path) -> list:
+    records = json.loads(path.read_text())
+    assert isinstance(records, list)
+    for rel, objects in records:
+        assert isinstance(rel, str) and (out / rel).is_file()
+        assert len(objects) <= 10
+        for obj in objects:
+            assert obj["name"] in PROPS_CLASSES
+            x1, y1, x2, y2 = obj["xyxy"]
+            assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H, obj
+            assert 0.2 <= obj["visibility"] <= 1.0
+    return records
+
+
+def test_cli_writes_props_format(ycb_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "renders"
+    rc = render.cli(["--ycb", str(ycb_dir), "--out", str(out), "--num", "5", "--num-val", "2", "--seed", "3",
+                     "--width", str(W), "--height", str(H), "--split-scenes"])
+    assert rc == 0
+    train = check_props_json(out / "train.json", out)
+    val = check_props_json(out / "val.json", out)
+    assert len(train) == 3 and len(val) == 2
+    assert sum(len(objs) for _, objs in train + val) > 0
+    assert cv2.imread(str(out / train[0][0])).shape == (H, W, 3)
+    # validation is disjoint from training: other files, other scenes
+    assert not {rel for rel, _ in train} & {rel for rel, _ in val}
+    train_bytes = {(out / rel).read_bytes() for rel, _ in train}
+    assert all((out / rel).read_bytes() not in train_bytes for rel, _ in val)
+
+
+def test_same_seed_same_bytes(two_boxes: dict[str, Path], tmp_path: Path) -> None:
+    kwargs = dict(num_train=2, num_val=1, seed=11, width=W, height=H, progress=False)
+    render.render_dataset(two_boxes, tmp_path / "a", **kwargs)
+    render.render_dataset(two_boxes, tmp_path / "b", **kwargs)
+    for name in ("images/train/000000.jpg", "images/train/000001.jpg", "images/val/000000.jpg", "train.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    render.render_dataset(two_boxes, tmp_path / "c", **{**kwargs, "seed": 12})
+    first = "images/train/000000.jpg"
+    assert (tmp_path / "a" / first).read_bytes() != (tmp_path / "c" / first).read_bytes()
+
+
+def test_scene_sampling_is_pure_and_splits_differ(two_boxes: dict[str, Path]) -> None:
+    assets = {name: render.load_asset(name, path) for name, path in two_boxes.items()}
+    a = render.sample_scene(render.scene_rng(0, "train", 4), assets, W, H)
+    b = render.sample_scene(render.scene_rng(0, "train", 4), assets, W, H)
+    v = render.sample_scene(render.scene_rng(0, "val", 4), assets, W, H)
+    assert np.array_equal(a.camera_pose, b.camera_pose)
+    assert all(np.array_equal(p.pose, q.pose) for p, q in zip(a.objects, b.objects))
+    assert not np.array_equal(a.camera_pose, v.camera_pose)
+    # objects rest on the table: their lowest point at z ~ 0
+    for obj in a.objects:
+        pts = assets[obj.name].hull @ obj.pose[:3, :3].T + obj.pose[:3, 3]
+        assert abs(pts[:, 2].min()) < 1e-3
+
+
+def occlusion_spec(objects: list[render.PlacedObject]) -> render.SceneSpec:
+    """Camera on the -y side looking at the origin; a tall box at y = -0.1 hides part of a box at y = +0.1."""
+    rng = np.random.default_rng(0)
+    base = render.sample_scene(rng, {}, W, H)  # lights, room and camera effects; no objects
+    eye = np.array([0.0, -0.8, 0.15])
+    return render.SceneSpec(
+        objects=objects, table_radius=0.5, table_texture=0, table_tint=np.ones(3), table_roughness=0.6,
+        table_yaw_deg=0.0, camera_pose=render.look_at(eye, np.array([0.0, 0.0, 0.06])),
+        intrinsics=(150.0, 150.0, W / 2, H / 2), lights=base.lights, ambient=base.ambient,
+        room=base.room, post=base.post, width=W, height=H)
+
+
+def test_visible_box_of_occluded_object_is_smaller(tmp_path: Path) -> None:
+    # a low, wide box in front hides the lower half of a narrow box behind it
+    meshes = {"cracker_box": write_textured_box(tmp_path / "front", (0.2, 0.05, 0.07), seed=1),
+              "sugar_box": write_textured_box(tmp_path / "behind", (0.05, 0.05, 0.14), seed=2)}
+
+    def placed(name: str, y: float) -> render.PlacedObject:
+        pose = np.eye(4)
+        pose[:3, 3] = [0.0, y, 0.0]
+        return render.PlacedObject(name, pose)
+
+    behind = placed("sugar_box", 0.1)
+    front = placed("cracker_box", -0.1)
+    with render.SceneRenderer(meshes, W, H) as renderer:
+        image, alone = renderer.render(occlusion_spec([behind]), min_visibility=0.0)
+        _, both = renderer.render(occlusion_spec([behind, front]), min_visibility=0.0)
+        _, strict = renderer.render(occlusion_spec([behind, front]), min_visibility=0.99)
+    assert image.shape == (H, W, 3) and image.dtype == np.uint8
+    (box_alone,) = [o for o in alone if o["name"] == "sugar_box"]
+    (box_both,) = [o for o in both if o["name"] == "sugar_box"]
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    assert box_alone["visibility"] > 0.99
+    assert box_both["visibility"] < 0.8
+    assert area(box_both["xyxy"]) < 0.9 * area(box_alone["xyxy"])
+    assert box_both["xyxy"][3] < box_alone["xyxy"][3]  # its bottom edge moved up
+    assert [o["name"] for o in strict] == ["cracker_box"]  # the occluded box falls below min_visibility
+
+
+def test_split_scenes_use_their_own_texture_pool(two_boxes: dict[str, Path]) -> None:
+    with render.SceneRenderer(two_boxes, W, H, seed=0) as renderer:
+        spec = render.sample_scene(render.scene_rng(0, "val", 0), renderer.assets, W, H, render.POOL_SIZES["val"])
+        renderer.render(spec, pool="val")
+        assert set(renderer.table_nodes) == {("val", spec.table_texture)}
+    train_tex = render.wood_texture(np.random.default_rng([0, 1, 1, 0]), 64)
+    val_tex = render.wood_texture(np.random.default_rng([0, 2, 1, 0]), 64)
+    assert not np.array_equal(train_tex, val_tex)
+
+
+def test_bad_arguments_give_clear_errors(ycb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        render.cli(["--ycb", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--num", "2"])
+    assert "--ycb folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        render.cli(["--ycb", str(ycb_dir), "--out", str(tmp_path / "o"), "--num", "0"])
+    assert "--num must be a positive" in capsys.readouterr().err
+    partial = tmp_path / "partial"
+    write_textured_box(partial / "003_cracker_box", (0.06, 0.16, 0.21), seed=0)
+    with pytest.raises(ValueError, match="lacks textured.obj for classes"):
+        render.find_ycb_meshes(partial)
+
+
+def test_missing_egl_names_the_apt_packages(two_boxes: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    pyrender = render._import_pyrender()
+
+    def no_egl(*args: object, **kwargs: object) -> None:
+        raise ImportError("Unable to load EGL library")
+
+    monkeypatch.setattr(pyrender, "OffscreenRenderer", no_egl)
+    with pytest.raises(RuntimeError, match="libegl1 libegl-mesa0 libgl1-mesa-dri"):
+        render.SceneRenderer(two_boxes, W, H)
