@@ -1,0 +1,248 @@
+"""app.handlers called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import test_app_support as support
+from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
+from app.handlers import MAX_CLASSES_OPTION, Display, Explorer, heatmap_grid
+from diffdet.config import TINY
+from diffdet.heatmap import synthesize_heatmap
+from diffdet.trajectory import Trajectory
+
+SAMPLER = dict(proposals=20, steps=2, eta=1.0, seed=0, renewal=True, renewal_threshold=0.5, ensemble=True, nms=True,
+               nms_iou=0.5, heatmap_init=0.0)
+DISPLAY = dict(score_threshold=0.0, classes=None, show_labels=True, show_scores=True, line_width=2, stage=0,
+               show_gt=True, show_tracks=True)
+VIEWS = dict(min_radius=4, rho=0.5, heat_class=MAX_CLASSES_OPTION, heat_mode="side by side",
+             target_class=MAX_CLASSES_OPTION)
+
+
+@pytest.fixture(scope="module")
+def explorer(app_env: support.AppEnv) -> Explorer:  # noqa: F811
+    return Explorer(app_env.checkpoint_dir, app_env.examples_dir, output_dir=app_env.work_dir / "handlers")
+
+
+@pytest.fixture(scope="module")
+def example(app_env: support.AppEnv) -> str:  # noqa: F811
+    return str(app_env.examples_dir / "scene_00.jpg")
+
+
+@pytest.fixture(scope="module")
+def run(explorer: Explorer, example: str) -> tuple:
+    return explorer.detect(example, None, True, CHECKPOINT_NAME, None, **SAMPLER, **DISPLAY, **VIEWS)
+
+
+def detect(explorer: Explorer, image: str | None, gt_file: str | None = None, **changes) -> tuple:
+    args = {**SAMPLER, **DISPLAY, **VIEWS, **changes}
+    use_example_gt = args.pop("use_example_gt", True)
+    checkpoint = args.pop("checkpoint", CHECKPOINT_NAME)
+    upload = args.pop("upload", None)
+    return explorer.detect(image, gt_file, use_example_gt, checkpoint, upload, **args)
+
+
+def test_detect_builds_every_view(run: tuple) -> None:
+    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile = run
+    assert "detection(s)" in status and "2 DDIM step(s)" in status and "ground truth: example scene_00.jpg" in status
+    for fig in (denoise, stats, heat, target, results):
+        assert isinstance(fig, go.Figure)
+    assert len(denoise.layout.sliders[0].steps) == 2 * 2 + 1
+    assert isinstance(table.data if hasattr(table, "data") else table, pd.DataFrame)
+    assert "true positive" in metrics and "COCO AP" in metrics
+    names = sorted(Path(p).name for p in downloads)
+    assert names == ["scene_00_detections_coco.json", "scene_00_trajectory.json", "scene_00_trajectory.npz"]
+    coco = json.loads(Path(downloads[0]).read_text())
+    assert coco["categories"][0]["name"] == TINY.class_names[0] and coco["images"][0]["width"] == 128
+    traj_json = json.loads(Path(downloads[1]).read_text())
+    assert len(traj_json["boxes_xyxy"]) == 2 and traj_json["image_size_hw"] == [96, 128]
+    assert Trajectory.load_npz(stored).num_steps == 2
+    assert [c[0] for c in profile["choices"]][0].startswith("#0 master_chef_can")
+
+
+def test_same_seed_is_cached_and_identical(explorer: Explorer, example: str, run: tuple) -> None:
+    again = detect(explorer, example)
+    assert "cached result" in again[0]
+    np.testing.assert_array_equal(Trajectory.load_npz(again[9]).boxes_xyxy, Trajectory.load_npz(run[9]).boxes_xyxy)
+    other = detect(explorer, example, seed=5)
+    assert not np.array_equal(Trajectory.load_npz(other[9]).boxes_in_xyxy, Trajectory.load_npz(run[9]).boxes_in_xyxy)
+
+
+def test_without_image_the_status_asks_for_one(explorer: Explorer) -> None:
+    out = detect(explorer, None)
+    assert "Upload an image" in out[0]
+
+
+@pytest.mark.parametrize("name", ["zero_byte", "not_image", "corrupt", "bomb", "tiny_1x1", "extreme_aspect",
+                                  "oversized"])
+def test_bad_images_raise_a_user_error(explorer: Explorer, app_env: support.AppEnv, name: str) -> None:  # noqa: F811
+    path, message = support.bad_uploads(app_env.work_dir / "bad")[name]
+    with pytest.raises(gr.Error) as info:
+        detect(explorer, str(path))
+    assert message in info.value.message and "Traceback" not in info.value.message
+
+
+def test_odd_images_run(explorer: Explorer, app_env: support.AppEnv) -> None:  # noqa: F811
+    for name, path in support.odd_but_valid_uploads(app_env.work_dir / "odd").items():
+        out = detect(explorer, str(path), steps=1)
+        assert "detection(s)" in out[0], name
+
+
+def test_bad_settings_and_checkpoints_raise_user_errors(explorer: Explorer, example: str,
+                                                        app_env: support.AppEnv) -> None:  # noqa: F811
+    with pytest.raises(gr.Error, match="DDIM steps must be between"):
+        detect(explorer, example, steps=500)
+    with pytest.raises(gr.Error, match="eta must be a number"):
+        detect(explorer, example, eta="lots")
+    with pytest.raises(gr.Error, match="Unknown checkpoint"):
+        detect(explorer, example, checkpoint="../../etc/passwd")
+    junk = app_env.work_dir / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(gr.Error) as info:
+        detect(explorer, example, upload=str(junk))
+    assert "junk.safetensors" in info.value.message and str(app_env.work_dir) not in info.value.message
+
+
+def test_mis_shaped_checkpoint_is_refused(explorer: Explorer, example: str, app_env: support.AppEnv) -> None:  # noqa
+    from diffdet.model import build_model
+    from diffdet.weights import save_checkpoint
+
+    model = build_model(TINY.replace(num_stages=1))
+    path = app_env.work_dir / "other.safetensors"
+    save_checkpoint(model, path, dtype=torch.float16)
+    meta_cfg = TINY.replace(num_stages=2).to_json()
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"format": "diffdet-explorer/1", "config": meta_cfg})
+    with pytest.raises(gr.Error, match="does not fit the model"):
+        detect(explorer, example, upload=str(path))
+
+
+def test_bad_ground_truth_file_warns_and_the_run_goes_on(explorer: Explorer, example: str,
+                                                         app_env: support.AppEnv) -> None:  # noqa: F811
+    bad = app_env.work_dir / "bad_gt.json"
+    bad.write_text("{oops")
+    out = detect(explorer, example, gt_file=str(bad))
+    assert "Ground truth not used" in out[0] and "not valid JSON" in out[0]
+    assert "No ground truth" in out[7]
+
+
+def test_uploaded_coco_ground_truth_scores_the_run(explorer: Explorer, example: str,
+                                                   app_env: support.AppEnv) -> None:  # noqa: F811
+    coco = {"images": [{"id": 1, "file_name": "scene_00.jpg"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [70, 30, 48, 56]}],
+            "categories": [{"id": 9, "name": "mug"}]}
+    path = app_env.work_dir / "coco_gt.json"
+    path.write_text(json.dumps(coco))
+    out = detect(explorer, example, gt_file=str(path))
+    assert "coco_gt.json (1 boxes)" in out[0]
+    assert "of 1 ground-truth box(es)" in out[7]
+    no_gt = detect(explorer, example, use_example_gt=False)
+    assert "No ground truth" in no_gt[7]
+
+
+def test_render_redraws_without_sampling(explorer: Explorer, example: str, run: tuple) -> None:
+    denoise, stats, results, table, metrics = explorer.render(
+        run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False)
+    assert "stage 1/4" in [t for t in denoise.data if t.name == "boxes"][0].hovertemplate
+    drawn = {t.name for t in denoise.data if getattr(t, "mode", None) == "lines" and t.name in TINY.class_names}
+    assert drawn <= {TINY.class_names[0]}
+    assert not [t for t in denoise.data if t.name in ("labels", "centre tracks", "ground truth")]
+    assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(5))
+
+
+def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, example: str, run: tuple) -> None:
+    fig_a = explorer.render_target(example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.3, MAX_CLASSES_OPTION,
+                                   1, 0.3)
+    fig_b = explorer.render_target(example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.9, MAX_CLASSES_OPTION,
+                                   1, 0.3)
+    z_a = np.asarray([t for t in fig_a.data if t.name == "target"][0].z)
+    z_b = np.asarray([t for t in fig_b.data if t.name == "target"][0].z)
+    assert z_b.sum() > z_a.sum()  # a larger rho spreads each gaussian
+    traj = Trajectory.load_npz(run[9])
+    boxes = torch.tensor([[20, 16, 60, 56], [70, 30, 118, 86]], dtype=torch.float32)
+    expected = synthesize_heatmap(boxes, torch.tensor([0, 8]), 10, traj.heatmap.shape[1:], traj.heatmap_stride,
+                                  1.0, 0.9).numpy().max(0)
+    np.testing.assert_allclose(z_b, expected.round(3), atol=1e-3)
+
+
+def test_target_works_before_any_run(explorer: Explorer, example: str) -> None:
+    fig, update = explorer.target_boxes_update(example, None, True, None, CHECKPOINT_NAME, None, 4, 0.5,
+                                               "mug", 0.3)
+    heat = [t for t in fig.data if t.name == "target"][0]
+    grid, stride = heatmap_grid(TINY, (96, 128))
+    assert np.asarray(heat.z).shape == grid and heat.dx == pytest.approx(stride)
+    assert len(update["choices"]) == 2
+    empty = explorer.render_target(example, None, False, None, CHECKPOINT_NAME, None, 4, 0.5, None, None, 0.3)
+    assert "No boxes" in json.dumps(empty.to_dict())
+
+
+def test_heatmap_view_modes(explorer: Explorer, example: str, run: tuple) -> None:
+    overlay = explorer.render_heatmap(run[9], example, None, True, "mug", "overlay on image", 4, 0.5, 0.3)
+    assert overlay.data[0].type == "image" and overlay.layout.updatemenus
+    side = explorer.render_heatmap(run[9], example, None, True, MAX_CLASSES_OPTION, "side by side", 4, 0.5, 0.3)
+    assert [t.name for t in side.data if t.type == "heatmap"] == ["predicted", "target", "difference"]
+
+
+def test_checkpoint_info_updates_the_controls(explorer: Explorer) -> None:
+    info, classes, stage, proposals, heat, heat_class, target_class, min_radius, rho = explorer.checkpoint_info(
+        CHECKPOINT_NAME, None)
+    assert "efficientnet_lite0" in info and "10 classes" in info
+    assert classes["choices"] == list(TINY.class_names) and stage["maximum"] == TINY.num_stages
+    assert proposals["value"] == 20 and heat["interactive"] is True
+    assert min_radius["value"] == TINY.min_radius and rho["value"] == TINY.rho
+    bad = explorer.checkpoint_info("missing.safetensors", None)
+    assert "Unknown checkpoint" in bad[0]
+
+
+def test_training_curves(explorer: Explorer, app_env: support.AppEnv) -> None:  # noqa: F811
+    fig, summary = explorer.training(None, CHECKPOINT_NAME)
+    assert "diffdet_tiny_props_metrics.jsonl" in summary and "best AP 50.0 at iteration 500" in summary
+    assert {"AP", "AP50", "loss"} <= {t.name for t in fig.data}
+    empty = Explorer(app_env.work_dir / "no_checkpoints", app_env.examples_dir)
+    fig, summary = empty.training(None, None)
+    assert "No metrics" in summary
+    with pytest.raises(gr.Error, match="iter"):
+        bad = app_env.work_dir / "bad_metrics.jsonl"
+        bad.write_text("hello\n")
+        explorer.training(str(bad), CHECKPOINT_NAME)
+
+
+def test_compare(explorer: Explorer, example: str) -> None:
+    fig, summary = explorer.compare(example, None, True, CHECKPOINT_NAME, None, *SAMPLER.values(),
+                                    *DISPLAY.values(), 3, 1, 0.5, 0.0, False)
+    assert len(fig.layout.sliders[0].steps) == 5
+    assert "seed 0, 2 step(s)" in summary and "seed 3, 1 step(s), eta 0.5" in summary and "renewal off" in summary
+
+
+def test_predict_api(explorer: Explorer, example: str) -> None:
+    result, traj_path = explorer.predict_api(example, CHECKPOINT_NAME, 2, 0, 20, 1.0, 0.0, 0.0)
+    assert result["image_size_hw"] == [96, 128] and result["class_names"] == list(TINY.class_names)
+    assert len(result["detections"]) > 0
+    det = result["detections"][0]
+    assert set(det) == {"class", "label", "score", "box_xyxy", "step"}
+    assert json.loads(Path(traj_path).read_text())["times"]
+
+
+def test_display_controls_are_checked() -> None:
+    view = Display.from_controls(0.4, ["mug"], True, False, 3, 2, True, False).view(TINY.class_names, 4)
+    assert view.classes_shown == frozenset({8}) and view.stage == 1 and view.score_threshold == 0.4
+    assert Display.from_controls(None, None, None, None, None, None, None, None).view(TINY.class_names, 4).stage == -1
+
+
+def test_old_outputs_are_pruned(app_env: support.AppEnv) -> None:  # noqa: F811
+    ex = Explorer(app_env.checkpoint_dir, app_env.examples_dir, output_dir=app_env.work_dir / "prune",
+                  keep_outputs_s=0.0)
+    first = ex._new_output_folder()
+    (first / "x").write_text("x")
+    import os
+    os.utime(first, (0, 0))
+    ex._new_output_folder()
+    assert not first.exists()
