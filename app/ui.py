@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app.handlers import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, Explorer
-from app.inputs import MAX_IMAGE_BYTES, MAX_CHECKPOINT_BYTES
+from app.inputs import MAX_CHECKPOINT_BYTES, MAX_IMAGE_BYTES, InputError
 
 WALKTHROUGH = (Path(__file__).parent / "walkthrough.md").read_text(encoding="utf-8")
 
@@ -50,6 +50,12 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
     explorer = explorer or Explorer()
     checkpoints = explorer.checkpoint_choices()
     default_ckpt = explorer.default_checkpoint()
+    try:  # the controls start from the default checkpoint's config (API clients see these choices)
+        cfg = explorer.config(default_ckpt, None) if default_ckpt else None
+    except InputError:
+        cfg = None
+    class_names = list(cfg.class_names) if cfg else []
+    class_options = [MAX_CLASSES_OPTION] + class_names
 
     with gr.Blocks(title="DiffusionDet Explorer", delete_cache=(1800, 3600), fill_width=True) as demo:
         gr.Markdown("# DiffusionDet Explorer\nWatch random boxes turn into detections, one DDIM step at a time — "
@@ -80,7 +86,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     model_info = gr.Markdown(elem_id="model-info")
                 with gr.Accordion("Sampler", open=True):
                     steps = gr.Slider(1, 20, value=4, step=1, label="DDIM steps", elem_id="steps")
-                    proposals = gr.Slider(10, 500, value=100, step=10, label="Proposals (random boxes)",
+                    proposals = gr.Slider(10, 500, value=cfg.num_proposals if cfg else 100, step=10,
+                                          label="Proposals (random boxes)",
                                           elem_id="proposals")
                     with gr.Row(elem_classes="compact-row"):
                         eta = gr.Slider(0, 1, value=1.0, step=0.05, label="eta (DDIM noise)", elem_id="eta")
@@ -94,11 +101,12 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                       elem_id="renewal-threshold")
                         nms_iou = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="NMS IoU", elem_id="nms-iou")
                     heatmap_init = gr.Slider(0, 1, value=0.0, step=0.05, label="Heatmap-guided proposals (ratio)",
-                                             elem_id="heatmap-init")
+                                             elem_id="heatmap-init", interactive=bool(cfg and cfg.use_heatmap))
                 with gr.Accordion("Display", open=True):
                     score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
                                                 elem_id="score-threshold")
-                    classes = gr.CheckboxGroup(choices=[], label="Classes shown", elem_id="classes")
+                    classes = gr.CheckboxGroup(choices=class_names, value=class_names, label="Classes shown",
+                                               elem_id="classes")
                     with gr.Row(elem_classes="compact-row"):
                         show_labels = gr.Checkbox(value=True, label="Labels", elem_id="show-labels", min_width=80)
                         show_scores = gr.Checkbox(value=True, label="Scores", elem_id="show-scores", min_width=80)
@@ -108,7 +116,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                   min_width=80)
                     with gr.Row(elem_classes="compact-row"):
                         line_width = gr.Slider(0.5, 6, value=2, step=0.5, label="Line width", elem_id="line-width")
-                        stage = gr.Slider(1, 6, value=6, step=1, label="Head stage", elem_id="stage")
+                        stages = cfg.num_stages if cfg else 6
+                        stage = gr.Slider(1, stages, value=stages, step=1, label="Head stage", elem_id="stage")
 
             with gr.Column(scale=3, min_width=560):
                 status = gr.Markdown("Pick an example scene or upload an image.", elem_id="status")
@@ -118,8 +127,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
                     with gr.Tab("Heatmap", id="heatmap"):
                         with gr.Row():
-                            heat_class = gr.Dropdown(choices=[MAX_CLASSES_OPTION], value=MAX_CLASSES_OPTION,
-                                                     label="Class", elem_id="heat-class")
+                            heat_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
+                                                     label="Class", elem_id="heat-class", allow_custom_value=True)
                             heat_mode = gr.Radio(["side by side", "overlay on image"], value="side by side",
                                                  label="Layout", elem_id="heat-mode")
                         heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
@@ -127,14 +136,15 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre with "
                                     "radius `r = max(min_radius, rho · min(w, h))` heatmap cells. Move the sliders.")
                         with gr.Row():
-                            min_radius = gr.Slider(0.5, 16, value=4, step=0.5, label="min_radius (cells)",
-                                                   elem_id="min-radius")
-                            rho = gr.Slider(0, 1.5, value=0.5, step=0.05, label="rho", elem_id="rho")
+                            min_radius = gr.Slider(0.5, 16, value=cfg.min_radius if cfg else 4, step=0.5,
+                                                   label="min_radius (cells)", elem_id="min-radius")
+                            rho = gr.Slider(0, 1.5, value=cfg.rho if cfg else 0.5, step=0.05, label="rho",
+                                            elem_id="rho")
                         with gr.Row():
-                            target_class = gr.Dropdown(choices=[MAX_CLASSES_OPTION], value=MAX_CLASSES_OPTION,
-                                                       label="Class", elem_id="target-class")
-                            profile_box = gr.Dropdown(choices=[], label="Profile through box",
-                                                      elem_id="profile-box")
+                            target_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
+                                                       label="Class", elem_id="target-class", allow_custom_value=True)
+                            profile_box = gr.Dropdown(choices=[], label="Profile through box", elem_id="profile-box",
+                                                      allow_custom_value=True)
                         target_plot = gr.Plot(show_label=False, elem_id="target-plot")
                     with gr.Tab("Results", id="results"):
                         metrics_md = gr.Markdown(elem_id="metrics")
