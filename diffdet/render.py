@@ -495,34 +495,33 @@ def render_room(spec: SceneSpec, floor: np.ndarray, wall: np.ndarray) -> np.ndar
         tx = np.where(rays[..., 0] > 0, (hi[0] - eye[0]) / rays[..., 0], (lo[0] - eye[0]) / rays[..., 0])
         ty = np.where(rays[..., 1] > 0, (hi[1] - eye[1]) / rays[..., 1], (lo[1] - eye[1]) / rays[..., 1])
     t_wall = np.minimum(tx, ty)
-    is_floor = (t_floor < t_wall).astype(np.float32)
+    is_floor = t_floor < t_wall
     p_wall = eye + rays * t_wall[..., None]
     # Where a ray hits a wall, give the floor the wall's foot instead: both maps then stay continuous across the
     # floor/wall line and their upsampling does not smear texture garbage along it.
-    p_floor = np.where((is_floor > 0)[..., None], eye + rays * np.where(is_floor > 0, t_floor, 0)[..., None],
-                       p_wall)
-    # Floor texture coordinates in texture pixels (wrapping); wall: perimeter position and height.
-    fs = floor.shape[0] / FLOOR_EXTENT
-    floor_u, floor_v = p_floor[..., 0] * fs, p_floor[..., 1] * fs
+    p_floor = np.where(is_floor[..., None], eye + rays * np.where(is_floor, t_floor, 0)[..., None], p_wall)
+    fs = floor.shape[0] / FLOOR_EXTENT                                   # floor texture pixels per metre
     size = hi - lo
     rel = p_wall[..., :2] - lo
-    on_x = tx < ty
-    per = np.where(on_x, np.where(rays[..., 0] > 0, size[0] + rel[..., 1], 2 * size[0] + size[1] * 2 - rel[..., 1]),
+    per = np.where(tx < ty, np.where(rays[..., 0] > 0, size[0] + rel[..., 1], 2 * size[0] + 2 * size[1] - rel[..., 1]),
                    np.where(rays[..., 1] > 0, 2 * size[0] + size[1] - rel[..., 0], rel[..., 0]))
-    perim = 2 * (size[0] + size[1])
-    wall_u = ((per / perim + room["wall_shift"]) % 1.0) * wall.shape[1]
-    wall_v = (1.0 - np.clip((p_wall[..., 2] - zf) / WALL_HEIGHT, 0, 1)) * (wall.shape[0] - 1)
+    angle = 2 * np.pi * (per / (2 * (size[0] + size[1])) + room["wall_shift"])  # position around the room
 
     def up(a: np.ndarray) -> np.ndarray:
         return cv2.resize(a.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
 
-    floor_img = cv2.remap(floor, up(floor_u) % floor.shape[1], up(floor_v) % floor.shape[0], cv2.INTER_LINEAR)
-    wall_img = cv2.remap(wall, up(wall_u), up(wall_v), cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    # Upsample only continuous quantities (the perimeter position as cos/sin, so it has no seam), then decide.
+    wall_u = (np.arctan2(up(np.sin(angle)), up(np.cos(angle))) / (2 * np.pi) % 1.0) * wall.shape[1]
+    height_on_wall = up(p_wall[..., 2] - zf)                          # < 0: the ray meets the floor first
+    wall_v = (1.0 - np.clip(height_on_wall / WALL_HEIGHT, 0, 1)) * (wall.shape[0] - 1)
+    step = np.abs(np.gradient(height_on_wall, axis=0)) + np.abs(np.gradient(height_on_wall, axis=1)) + 1e-9
+    mask = np.clip(0.5 - height_on_wall / step, 0, 1)[..., None]       # anti-aliased floor/wall line
+    floor_img = cv2.remap(floor, up(p_floor[..., 0] * fs) % floor.shape[1], up(p_floor[..., 1] * fs) % floor.shape[0],
+                          cv2.INTER_LINEAR)
+    wall_img = cv2.remap(wall, wall_u, wall_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     # Floor shading: brighter near the table (lamp above it), darker with distance; walls a bit darker than floor.
-    dist = np.linalg.norm(p_floor[..., :2], axis=-1)
-    shade = up(np.clip(1.1 - 0.12 * dist, 0.55, 1.1))
-    mask = up(is_floor)[..., None]
-    img = mask * floor_img.astype(np.float32) * shade[..., None] + (1 - mask) * wall_img.astype(np.float32) * 0.85
+    shade = up(np.clip(1.1 - 0.12 * np.linalg.norm(p_floor[..., :2], axis=-1), 0.55, 1.1))[..., None]
+    img = mask * floor_img.astype(np.float32) * shade + (1 - mask) * wall_img.astype(np.float32) * 0.85
     img = img * room["tint"] * room["brightness"]
     return cv2.GaussianBlur(img, (0, 0), room["blur"])
 
