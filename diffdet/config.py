@@ -180,7 +180,9 @@ COCO_R50 = DiffDetConfig(
 # A small CPU setting: ImageNet-pretrained EfficientNet-Lite0 (the one pretrained backbone on the registry),
 # narrow head, fewer stages and boxes, 384-pixel short side. Used by tests and by the shipped demo model.
 TINY = DiffDetConfig(
-    backbone="efficientnet_lite0", frozen_stages=1, fpn_channels=128, hidden_dim=128, num_heads=4,
+    # frozen_stages=3: only the stride-32 blocks of the trunk train; on 2 CPU cores this made a training step
+    # 2.4x faster (depthwise-conv backward dominates), measured at 512x384, batch 4.
+    backbone="efficientnet_lite0", frozen_stages=3, fpn_channels=128, hidden_dim=128, num_heads=4,
     dim_feedforward=512, dim_dynamic=16, num_stages=4, num_proposals=100, heatmap_channels=32,
     lr=1e-4, batch_size=4, max_iter=6000, lr_steps=(4500, 5500), warmup_iters=200,
     min_size_train=(320, 352, 384, 416), max_size_train=560, crop_resize=(320, 352, 384), crop_size=(256, 384),
