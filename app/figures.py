@@ -44,7 +44,7 @@ BASE_LAYOUT: dict[str, Any] = {
     "hovermode": "closest",
 }
 IMAGE_PLOT_HEIGHT = 560
-TYPICAL_PLOT_WIDTH = 820  # px of the main column on a laptop screen; sets the height so the image fills the width
+TYPICAL_PLOT_WIDTH = 720  # px of the main column on a laptop screen; sets the height so the image fills the width
 
 
 def image_plot_height(width: int, height: int, columns: int = 1, low: int = 280, high: int = 720) -> int:
@@ -587,7 +587,7 @@ def _heatmap_trace(z: np.ndarray, stride: float, axes: tuple[str, str], colorsca
              "xaxis": axes[0], "yaxis": axes[1], "showscale": colorbar is not None,
              "hovertemplate": f"{name}: %{{z:.3f}}<br>x %{{x:.0f}} px, y %{{y:.0f}} px<extra></extra>", **extra}
     if colorbar is not None:
-        trace["colorbar"] = {"thickness": 10, "len": 0.8, **colorbar}
+        trace["colorbar"] = {"thickness": 10, "len": 0.8, "tickfont": {"size": 10}, **colorbar}
     return trace
 
 
@@ -642,15 +642,18 @@ def heatmap_figure(
                 data.append({"type": "scatter", "x": [0, image.width], "y": [0, image.height], "mode": "markers",
                              "marker": {"opacity": 0}, "hoverinfo": "skip", "showlegend": False,
                              "xaxis": axes[0], "yaxis": axes[1]})
-            elif i < 2:
-                data.append(_heatmap_trace(z, stride, axes, HEAT_SCALE, 0, 1, ("predicted", "target")[i],
-                                           {"x": domain[1] + 0.002, "xanchor": "left"} if i == 1 else None))
             else:
-                data.append(_heatmap_trace(z, stride, axes, DIFF_SCALE, -1, 1, "difference",
-                                           {"x": 1.0, "xanchor": "left"}))
+                bar = {"orientation": "h", "x": domain[0] + width / 2, "xanchor": "center", "y": -0.04,
+                       "yanchor": "top", "len": width * 0.9, "thickness": 8}
+                if i < 2:
+                    data.append(_heatmap_trace(z, stride, axes, HEAT_SCALE, 0, 1, ("predicted", "target")[i],
+                                               bar if i == 1 or pred is None else None))
+                else:
+                    data.append(_heatmap_trace(z, stride, axes, DIFF_SCALE, -1, 1, "difference", bar))
             if outline is not None:
                 data.append(_lines(*outline, "rgba(255,255,255,0.6)", 1, name="boxes", axes=axes))
-        layout.update({"height": 330, "annotations": annotations, "margin": {"l": 8, "r": 40, "t": 30, "b": 8},
+        layout.update({"height": image_plot_height(image.width, image.height, columns=3, low=140) + 30 + 50,
+                       "annotations": annotations, "margin": {"l": 8, "r": 8, "t": 30, "b": 50},
                        "showlegend": False})
         return make_figure(data, layout)
 
@@ -758,8 +761,9 @@ def target_figure(
         title += f"<br>profile: box #{b} ({class_names[int(labels[b])]}), dotted lines at centre ± r"
     layout = {"xaxis": xaxis, "yaxis": yaxis, "xaxis2": xaxis2, "yaxis2": yaxis2, "shapes": shapes,
               "height": int(image_plot_height(image.width, image.height) / 0.7) + 96, "showlegend": False,
-              "title": {"text": title, "font": {"size": 12}, "x": 0.01, "y": 0.99, "yanchor": "top"},
-              "margin": {"l": 50, "r": 50, "t": 56, "b": 40}}
+              "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 0.985,
+                        "yanchor": "top", "yref": "container"},
+              "margin": {"l": 50, "r": 50, "t": 64, "b": 40}}
     return make_figure(data, layout)
 
 

@@ -74,14 +74,14 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                 detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
                 with gr.Accordion("Ground truth (optional)", open=False):
                     gt_file = gr.File(label="PROPS or COCO annotation JSON", file_types=[".json"], type="filepath",
-                                      elem_id="gt-file", height=90)
+                                      elem_id="gt-file")
                     use_example_gt = gr.Checkbox(value=True, label="Use an example's own annotations",
                                                  elem_id="use-example-gt")
                 with gr.Accordion("Model", open=False):
                     checkpoint = gr.Dropdown(choices=checkpoints, value=default_ckpt, label="Checkpoint",
                                              info="*.safetensors in checkpoints/", elem_id="checkpoint")
                     ckpt_upload = gr.File(label=f"…or upload a .safetensors (≤ {MAX_CHECKPOINT_BYTES >> 20} MB)",
-                                          file_types=[".safetensors"], type="filepath", height=90,
+                                          file_types=[".safetensors"], type="filepath",
                                           elem_id="checkpoint-upload")
                     model_info = gr.Markdown(elem_id="model-info")
                 with gr.Accordion("Sampler", open=True):
@@ -105,8 +105,9 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                 with gr.Accordion("Display", open=True):
                     score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
                                                 elem_id="score-threshold")
-                    classes = gr.CheckboxGroup(choices=class_names, value=class_names, label="Classes shown",
-                                               elem_id="classes")
+                    with gr.Accordion(f"Classes shown ({len(class_names)})", open=False):
+                        classes = gr.CheckboxGroup(choices=class_names, value=class_names, show_label=False,
+                                                   label="Classes shown", elem_id="classes")
                     with gr.Row(elem_classes="compact-row"):
                         show_labels = gr.Checkbox(value=True, label="Labels", elem_id="show-labels", min_width=80)
                         show_scores = gr.Checkbox(value=True, label="Scores", elem_id="show-scores", min_width=80)
@@ -171,7 +172,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         training_md = gr.Markdown(elem_id="training-summary")
                         training_plot = gr.Plot(show_label=False, elem_id="training-plot")
                         metrics_upload = gr.File(label="…or upload a run's metrics file (.jsonl)",
-                                                 file_types=[".jsonl", ".json", ".txt"], type="filepath", height=90,
+                                                 file_types=[".jsonl", ".json", ".txt"], type="filepath",
                                                  elem_id="metrics-upload")
 
         # Hidden: the stored run (travels as a file, so cached examples keep it) and the /predict API's outputs.

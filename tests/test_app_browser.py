@@ -1,0 +1,199 @@
+"""End to end in headless Chromium (Playwright): load, run an example, scrub the step slider in the browser, move
+rho and see the target change, upload a corrupt file and see the message. Screenshots go to tests/_output/.
+
+Tests in this file share one page and run in order.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+
+import test_app_support as support
+from test_app_support import CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, app_env  # noqa: F401  (fixture)
+from app.handlers import Explorer
+from app.ui import build_demo, launch
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+TIMEOUT_MS = int(os.environ.get("APP_BROWSER_TIMEOUT_MS", 90_000))  # a run on two busy CPU cores can take several seconds
+
+PLOT_STATE = """(id) => {
+  const gd = document.querySelector(`#${id} .js-plotly-plot`);
+  if (!gd || !gd.data) return null;
+  return {
+    visible: gd.data.map(t => t.visible === true || t.visible === undefined),
+    captions: gd.data.filter(t => t.name === 'caption' && t.visible === true).map(t => t.text[0]),
+    active: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].active : null,
+    positions: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].steps.length : 0,
+    count: gd.data.length,
+  };
+}"""
+
+TARGET_Z = """() => {
+  const gd = document.querySelector('#target-plot .js-plotly-plot');
+  if (!gd || !gd.data) return null;
+  const t = gd.data.find(t => t.name === 'target');
+  if (!t) return null;
+  const z = t.z;
+  return JSON.stringify(z.bdata ? z.bdata : z);
+}"""
+
+# Click the Plotly slider's rail at a step in the page itself and time until the restyle has been drawn.
+SCRUB = """async ([id, index]) => {
+  const gd = document.querySelector(`#${id} .js-plotly-plot`);
+  const rail = gd.querySelector('.slider-rail-touch-rect');
+  const labels = gd.querySelectorAll('.slider-label');
+  const label = labels[index].getBoundingClientRect();
+  const r = rail.getBoundingClientRect();
+  const x = label.x + label.width / 2, y = r.y + r.height / 2;
+  let restyled = null;
+  const onRestyle = () => { restyled = performance.now(); };
+  gd.on('plotly_restyle', onRestyle);
+  const t0 = performance.now();
+  rail.dispatchEvent(new MouseEvent('mousedown', {clientX: x, clientY: y, bubbles: true, buttons: 1}));
+  window.dispatchEvent(new MouseEvent('mouseup', {clientX: x, clientY: y, bubbles: true}));
+  await new Promise(res => requestAnimationFrame(() => requestAnimationFrame(res)));
+  const painted = performance.now();
+  gd.removeListener('plotly_restyle', onRestyle);
+  return {restyle_ms: restyled === null ? null : restyled - t0, painted_ms: painted - t0,
+          active: gd.layout.sliders[0].active};
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(app_env: support.AppEnv):  # noqa: F811
+    explorer = Explorer(app_env.checkpoint_dir, app_env.examples_dir, output_dir=app_env.work_dir / "browser")
+    demo = launch(build_demo(explorer), explorer, prevent_thread_lock=True, server_name="127.0.0.1",
+                  server_port=None, quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.local_url)
+        page.wait_for_selector("#detect-btn")
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def shot(page, name: str, selector: str | None = None) -> Path:
+    path = OUTPUT_DIR / f"browser_{name}.png"
+    if selector:
+        page.locator(selector).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_for_plot(page, element_id: str, changed_from: dict | None = None) -> dict:
+    page.wait_for_function(
+        """([id, before]) => { const gd = document.querySelector(`#${id} .js-plotly-plot`);
+             return gd && gd.data && gd.data.length > 0 && (before === null || gd.data.length !== before.count
+               || JSON.stringify(gd.data.map(t => t.visible)) !== JSON.stringify(before.visible)); }""",
+        arg=[element_id, changed_from], timeout=TIMEOUT_MS)
+    return page.evaluate(PLOT_STATE, element_id)
+
+
+def test_page_loads_with_controls_and_walkthrough(page) -> None:
+    assert page.locator("#walkthrough").inner_text().count("noise") > 0
+    page.get_by_role("button", name="Classes shown (10)").click()
+    page.wait_for_function("() => document.querySelectorAll('#classes input[type=checkbox]').length === 10")
+    shot(page, "01_load")
+    page.get_by_role("button", name="Model").click()
+    assert page.locator("#checkpoint input").input_value() == support.CHECKPOINT_NAME
+    page.wait_for_function("() => document.querySelector('#model-info').innerText.includes('efficientnet_lite0')")
+
+
+def test_running_an_example_draws_the_denoising_view(page) -> None:
+    page.locator("#examples button, #examples .gallery-item, #examples td").first.click()
+    state = wait_for_plot(page, "denoise-plot")
+    assert state["positions"] == 2 * 4 + 1  # 4 steps (the default) -> 1·in 1·out ... 4·out final
+    assert state["active"] == 8  # opens at the final detections
+    assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"]
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('detection(s)')")
+    assert "ground truth: example scene_00.jpg" in page.locator("#status").inner_text()
+    shot(page, "02_run")
+    shot(page, "02_denoise_plot", "#denoise-plot")
+
+
+def test_step_slider_switches_traces_in_the_browser(page) -> None:
+    before = page.evaluate(PLOT_STATE, "denoise-plot")
+    timings = []
+    for index in (0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 0):
+        result = page.evaluate(SCRUB, ["denoise-plot", index])
+        assert result["active"] == index
+        timings.append(result["painted_ms"])
+        state = page.evaluate(PLOT_STATE, "denoise-plot")
+        assert len(state["captions"]) == 1
+    after = page.evaluate(PLOT_STATE, "denoise-plot")
+    assert after["visible"] != before["visible"]
+    assert after["captions"][0].startswith("<b>Step 1/4 · boxes fed in")
+    shot(page, "03_scrubbed_step1_in", "#denoise-plot")
+    page.evaluate(SCRUB, ["denoise-plot", 1])
+    shot(page, "03_scrubbed_step1_out", "#denoise-plot")
+    print(f"step scrub in the browser: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms")
+    assert statistics.median(timings) < 500  # generous: CI machines are shared; the bench reports the real figure
+
+
+def test_rho_slider_resynthesises_the_target(page) -> None:
+    page.get_by_role("tab", name="Target generation").click()
+    page.wait_for_function(f"() => ({TARGET_Z})() !== null")
+    before = page.evaluate(TARGET_Z)
+    shot(page, "04_target_before", "#target-plot")
+    rho = page.locator("#rho input[type=range]")
+    rho.scroll_into_view_if_needed()
+    box = rho.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    page.wait_for_function(f"(before) => {{ const z = ({TARGET_Z})(); return z !== null && z !== before; }}",
+                           arg=before)
+    assert float(page.locator("#rho input[type=number]").input_value()) > 1.0
+    shot(page, "04_target_after_rho", "#target-plot")
+
+
+def test_other_tabs_render(page) -> None:
+    page.get_by_role("tab", name="Heatmap").click()
+    page.wait_for_selector("#heatmap-plot .js-plotly-plot")
+    shot(page, "05_heatmap", "#heatmap-plot")
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_selector("#results-plot .js-plotly-plot")
+    assert "true positive" in page.locator("#metrics").inner_text()
+    shot(page, "06_results")
+    page.get_by_role("tab", name="Training").click()
+    page.wait_for_selector("#training-plot .js-plotly-plot")
+    assert "best AP" in page.locator("#training-summary").inner_text()
+    shot(page, "07_training", "#training-plot")
+    page.get_by_role("tab", name="A/B compare").click()
+    page.locator("#compare-btn").click()
+    page.wait_for_selector("#compare-plot .js-plotly-plot")
+    shot(page, "08_compare")
+    page.get_by_role("tab", name="Denoising").click()
+
+
+def test_corrupt_upload_shows_a_message_and_the_app_keeps_working(page, app_env: support.AppEnv) -> None:  # noqa
+    path, message = support.bad_uploads(app_env.work_dir / "browser_bad")["corrupt"]
+    page.locator("#input-image button[aria-label='Remove Image']").first.click()
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    toast = page.locator(".toast-body").filter(has_text=message)
+    toast.first.wait_for()
+    assert "Traceback" not in page.locator("body").inner_text()
+    shot(page, "09_corrupt_upload")
+    # The server still serves: an example runs again.
+    page.locator("#examples button, #examples .gallery-item, #examples td").nth(1).click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('scene_01')")
+    assert not page.errors, page.errors
