@@ -50,15 +50,30 @@ class ResNetBody(nn.Module):
 class SameConv2d(nn.Conv2d):
     """Conv with TensorFlow 'SAME' padding (asymmetric for stride 2), as the Lite0 weights were trained."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        ih, iw = x.shape[-2:]
+    def same_padding(self, x: Tensor) -> tuple[Tensor, int | tuple[int, int]]:
+        """The input, padded where SAME padding is asymmetric, and the conv's own (symmetric) padding."""
         kh, kw = self.weight.shape[-2:]
         sh, sw = self.stride
+        if sh == sw == 1:
+            return x, (kh // 2, kw // 2)  # odd kernels, stride 1: symmetric, no copy of the input
+        ih, iw = x.shape[-2:]
         pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return x, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, padding = self.same_padding(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+    def forward_fused(self, x: Tensor, bn: FrozenBatchNorm2d) -> Tensor:
+        """conv followed by a frozen BN as one conv (exact: the BN is a fixed per-channel affine map), which
+        saves two passes over the activation map."""
+        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()  # (C_out,)
+        bias = bn.bias - bn.running_mean * scale
+        x, padding = self.same_padding(x)
+        return F.conv2d(x, self.weight * scale.view(-1, 1, 1, 1), bias, self.stride, padding, self.dilation, self.groups)
 
 
 def _frozen_bn(channels: int) -> FrozenBatchNorm2d:
@@ -82,9 +97,9 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+        y = F.relu6(self._expand_conv.forward_fused(x, self._bn0), inplace=True) if self.has_expand else x
+        y = F.relu6(self._depthwise_conv.forward_fused(y, self._bn1), inplace=True)
+        y = self._project_conv.forward_fused(y, self._bn2)
         return x + y if self.residual else y
 
 
@@ -114,10 +129,14 @@ class EfficientNetLite0Body(nn.Module):
             module.requires_grad_(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
         outs = []
+        # Frozen blocks run without autograd: nothing to learn there, so no activations are kept for backward.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._conv_stem.weight.requires_grad):
+            x = F.relu6(self._conv_stem.forward_fused(x, self._bn0), inplace=True)
         for i, block in enumerate(self._blocks):
-            x = block(x)
+            trainable = any(p.requires_grad for p in block.parameters())
+            with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+                x = block(x)
             if i in self.return_after:
                 outs.append(x)
         return outs
