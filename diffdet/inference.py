@@ -149,14 +149,13 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], sizes_hw[i].flip(0).cpu().float(), scale, g)
              for i, g in enumerate(generators)]
     x = torch.stack([d[0] for d in drawn]).to(device)  # (B, N, 4)
-    slot_from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N)
+    from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N), updated as slots are renewed
 
     # 4. The DDIM loop: predict x0, record, collect candidates, step, renew.
     alphas_cumprod = model.alphas_cumprod
     pairs = ddim_time_pairs(cfg.timesteps, options.steps)
     rec: dict[str, list[Tensor]] = {k: [] for k in ("boxes_in", "boxes", "logits", "renewed", "from_heatmap")}
     candidates: list[list[tuple[Tensor, Tensor, Tensor, int]]] = [[] for _ in images]
-    from_heatmap = slot_from_heatmap.clone()
     for step, (t, t_next) in enumerate(pairs):
         boxes_in = cxcywh01_to_xyxy(signal_to_boxes(x, scale), whwh[:, None])  # (B, N, 4)
         time_batch = torch.full((len(images),), t, device=device, dtype=torch.int64)
@@ -180,6 +179,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
                          for i, g in enumerate(generators)]
                 x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device))
                 renewed = ~keep
+                fresh_from_heatmap = torch.stack([f[1] for f in fresh])  # (B, N)
         if options.record:
             rec["boxes_in"].append(boxes_in)
             rec["boxes"].append(boxes)
@@ -187,20 +187,20 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
             rec["renewed"].append(renewed)
             rec["from_heatmap"].append(from_heatmap.to(device))
         if options.box_renewal and t_next >= 0:
-            # A renewed slot's new box is a heatmap draw exactly when the slot is a heatmap slot.
-            from_heatmap = torch.where(renewed.cpu(), slot_from_heatmap, from_heatmap)
+            from_heatmap = torch.where(renewed.cpu(), fresh_from_heatmap, from_heatmap)
 
     # 5. Per image: pool, NMS, threshold, back to the image's own pixels.
     return [
         _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], sizes_hw[i], pairs,
-                      num_from_heatmap, peaks[i])
+                      num, num_from_heatmap, peaks[i])
         for i in range(len(images))
     ]
 
 
 def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidates: list, rec: dict[str, list[Tensor]],
                   heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, size_hw: Tensor,
-                  pairs: list[tuple[int, int]], num_from_heatmap: int, peaks: dict[str, Tensor] | None) -> Trajectory:
+                  pairs: list[tuple[int, int]], num: int, num_from_heatmap: int,
+                  peaks: dict[str, Tensor] | None) -> Trajectory:
     boxes = torch.cat([c[0] for c in candidates])  # (C, 4)
     scores = torch.cat([c[1] for c in candidates])
     labels = torch.cat([c[2] for c in candidates])
@@ -222,8 +222,7 @@ def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidate
         heatmap = heat[i, :, : -(-h // stride), : -(-w // stride)].cpu().numpy()
         heat_stride = float(stride / back[:2].mean())
     settings = {k: v for k, v in asdict(options).items()}
-    settings.update(num_proposals=int(rec["boxes"][0].shape[2]) if rec["boxes"] else options.num_proposals,
-                    num_from_heatmap=num_from_heatmap,
+    settings.update(num_proposals=num, num_from_heatmap=num_from_heatmap,
                     heatmap_peaks=0 if peaks is None else int(peaks["scores"].numel()))
     traj = Trajectory(image_size_hw=orig_hw, class_names=cfg.class_names, times=pairs, detections=detections,
                       heatmap=heatmap, heatmap_stride=heat_stride, settings=settings)
