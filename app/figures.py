@@ -33,8 +33,9 @@ NOISE_COLOUR, FRESH_COLOUR, HEATMAP_COLOUR = "#D9D9D9", "#19D3F3", "#FF9F1C"
 RENEW_COLOUR = "#FF3B30"
 
 # Box opacity by score: the noise stays visible but faint, confident boxes are solid.
-OPACITY_EDGES = (0.1, 0.3, 0.5, 0.7)          # score bin edges
-OPACITY_LEVELS = (0.15, 0.3, 0.5, 0.75, 1.0)  # one opacity per bin
+# Three levels keep the trace count (and so the slider's redraw time) low.
+OPACITY_EDGES = (0.2, 0.5)             # score bin edges
+OPACITY_LEVELS = (0.2, 0.55, 1.0)      # one opacity per bin
 
 BASE_LAYOUT: dict[str, Any] = {
     "template": {"layout": {"font": {"family": "Inter, Helvetica, Arial, sans-serif", "size": 12, "color": "#1f2937"},
@@ -428,17 +429,19 @@ def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[dict
 
 
 def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], active: int) -> dict:
-    """One restyle slider over positions; with two panels of different lengths, panel i shows the position at the same
-    fraction of its run."""
+    """One restyle slider over positions. Each step sets ``visible`` of the position-owned traces only (passing
+    their indices), so the image, ground truth and legend keys are left alone. With two panels of different
+    lengths, panel i shows the position at the same fraction of its run."""
     count = max(len(p) for p in pos_lists)
+    flat_owner = [o for owner in owners for o in owner]
+    panel_of = [i for i, owner in enumerate(owners) for _ in owner]
+    switched = [k for k, o in enumerate(flat_owner) if o is not None]
+    longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
     steps = []
     for p in range(count):
-        visible: list[bool] = []
-        for owner, pos_list in zip(owners, pos_lists):
-            local = round(p * (len(pos_list) - 1) / max(count - 1, 1))
-            visible.extend(o is None or o == local for o in owner)
-        longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
-        steps.append({"method": "restyle", "label": longest[p].label, "args": [{"visible": visible}],
+        local = [round(p * (len(pl) - 1) / max(count - 1, 1)) for pl in pos_lists]
+        visible = [flat_owner[k] == local[panel_of[k]] for k in switched]
+        steps.append({"method": "restyle", "label": longest[p].label, "args": [{"visible": visible}, switched],
                       "value": longest[p].label, "execute": True})
     show_ticks = count <= 13
     return {
@@ -601,7 +604,8 @@ def heatmap_figure(
     Args:
         predicted (np.ndarray[K, Hh, Wh]) probabilities, or None for a model without a heatmap head.
         target (np.ndarray[K, Hh, Wh]) from ``diffdet.heatmap.synthesize_heatmap``; cell (i, j) centred at
-            ((j + .5) * stride, (i + .5) * stride) original-image pixels.
+            ((j + .5) * stride, (i + .5) * stride) original-image pixels. Either map may also come already reduced
+            to the shown channel, (Hh, Wh).
         class_index: one class, or None for the maximum over classes.
         mode: "side" = predicted | target | difference with shared zoom; "overlay" = on the image, with buttons to
             switch the layer and a slider for its opacity (both in the browser).
@@ -610,8 +614,10 @@ def heatmap_figure(
     if mode not in ("side", "overlay"):
         raise ValueError(f"mode must be 'side' or 'overlay', got {mode!r}")
     which = "max over classes" if class_index is None else class_names[class_index]
-    tgt = select_channel(target, class_index)
-    pred = select_channel(predicted, class_index) if predicted is not None else None
+    tgt = target if target.ndim == 2 else select_channel(target, class_index)
+    pred = None
+    if predicted is not None:
+        pred = predicted if predicted.ndim == 2 else select_channel(predicted, class_index)
     if pred is not None and pred.shape != tgt.shape:
         raise ValueError(f"predicted {pred.shape} and target {tgt.shape} grids differ")
     diff = pred - tgt if pred is not None else None
@@ -697,28 +703,41 @@ def target_figure(
     image: ImageSource, boxes_xyxy: np.ndarray, labels: np.ndarray, class_names: Sequence[str], target: np.ndarray,
     stride: float, radii_cells: np.ndarray, class_index: int | None = None, profile_box: int | None = None,
     source: str = "ground truth", min_radius: float | None = None, rho: float | None = None,
+    profile_map: np.ndarray | None = None,
 ) -> go.Figure:
     """The synthesised target on the image with each box's gaussian radius drawn as a circle, and below it the 1-D
     profile of the target along the row through one box's centre (x shared with the image).
 
     Args:
         boxes_xyxy (np.ndarray[G, 4]) pixels, labels (np.ndarray[G]) class ids: the boxes the target comes from.
-        target (np.ndarray[K, Hh, Wh]): ``synthesize_heatmap`` output; radii_cells (np.ndarray[G]) from
-            ``gaussian_radius``, in heatmap cells (one cell = ``stride`` pixels).
+        target (np.ndarray[K, Hh, Wh]): ``synthesize_heatmap`` output, or (Hh, Wh) already reduced to the shown
+            class; radii_cells (np.ndarray[G]) from ``gaussian_radius``, in heatmap cells (one cell = ``stride``
+            pixels).
         class_index: the class shown (None = max over classes); profile_box: index into the boxes (None = none).
+        profile_map (np.ndarray[Hh, Wh]): the profile box's class channel, needed when ``target`` is 2-D.
     """
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     labels = np.asarray(labels, np.int64).reshape(-1)
     shown = np.ones(len(labels), bool) if class_index is None else labels == class_index
-    z = select_channel(target, class_index)
+    z = target if target.ndim == 2 else select_channel(target, class_index)
     axes_img, axes_prof = ("x", "y"), ("x2", "y2")
     xaxis, yaxis = image_axes(image.width, image.height, domain_y=(0.3, 1.0), constrain="range")
     xaxis2 = {"domain": [0, 1], "anchor": "y2", "matches": "x", "showgrid": False, "zeroline": False,
               "title": {"text": "x (pixels)", "font": {"size": 11}}}
     yaxis2 = {"domain": [0, 0.2], "anchor": "x2", "range": [0, 1.08], "title": {"text": "target", "font": {"size": 11}},
               "gridcolor": "#eee", "zeroline": False}
-    data = [image.trace(), _heatmap_trace(z, stride, axes_img, OVERLAY_SCALE, 0, 1, "target",
-                                          {"x": 1.0, "xanchor": "left", "y": 0.65, "len": 0.65}, opacity=0.75)]
+    # The live view resends this figure on every slider move: the map travels as uint8 (4x smaller than float32)
+    # and is read exactly in the profile below, so it carries no hover of its own.
+    ticks = [0, 0.25, 0.5, 0.75, 1.0]
+    z_uint8 = np.round(np.clip(z, 0, 1) * 255).astype(np.uint8)
+    heat = _heatmap_trace(z_uint8, stride, axes_img, OVERLAY_SCALE, 0, 255, "target",
+                          {"x": 1.0, "xanchor": "left", "y": 0.65, "len": 0.65,
+                           "tickvals": [t * 255 for t in ticks], "ticktext": [f"{t:g}" for t in ticks]},
+                          opacity=0.75)
+    heat["z"] = z_uint8
+    heat["hoverinfo"] = "skip"
+    heat.pop("hovertemplate")
+    data = [image.trace(), heat]
     centres = box_centres(boxes)
     radii_px = np.asarray(radii_cells, np.float32).reshape(-1) * stride
     for label in np.unique(labels[shown]):
@@ -742,8 +761,9 @@ def target_figure(
         title += f" · r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
     if profile_box is not None and 0 <= profile_box < len(boxes):
         b = int(profile_box)
-        row = int(np.clip(np.floor(centres[b, 1] / stride), 0, target.shape[1] - 1))
-        values = target[labels[b], row]  # (Wh,)
+        channel = profile_map if profile_map is not None else (target if target.ndim == 2 else target[labels[b]])
+        row = int(np.clip(np.floor(centres[b, 1] / stride), 0, channel.shape[0] - 1))
+        values = channel[row]  # (Wh,)
         xs = (np.arange(values.shape[0], dtype=np.float32) + 0.5) * stride
         data.append({"type": "scatter", "mode": "lines+markers", "x": xs, "y": values.round(4),
                      "line": {"color": class_colour(labels[b]), "width": 2, "shape": "linear"},

@@ -246,9 +246,13 @@ class Explorer:
         path, shown = self.checkpoint(name, upload)
         return self._configs.get(_file_key(path), lambda: read_config(path, shown))
 
-    def image_source(self, image_path: str) -> F.ImageSource:
-        """The display copy of an image (decoded and validated once per file)."""
-        return self._image_sources.get(_file_key(image_path), lambda: F.ImageSource.from_array(load_image(image_path)))
+    def image_source(self, image_path: str, light: bool = False) -> F.ImageSource:
+        """The display copy of an image (decoded and validated once per file). ``light``: a smaller JPEG for the
+        live target view, whose every slider move sends the image again (24 kB instead of 52 kB at 640x480)."""
+        def build() -> F.ImageSource:
+            rgb = load_image(image_path)
+            return F.ImageSource.from_array(rgb, max_side=960, quality=65) if light else F.ImageSource.from_array(rgb)
+        return self._image_sources.get(_file_key(image_path) + (light,), build)
 
     def trajectory(self, traj_file: str | None) -> Trajectory | None:
         if not traj_file or not Path(traj_file).is_file():
@@ -369,10 +373,12 @@ class Explorer:
         traj.to_json(json_path)
         coco_path = folder / f"{stem}_detections_coco.json"
         coco_path.write_text(coco_json(traj, Path(image_path).name))
-        source = self._image_sources.get(_file_key(image_path), lambda: F.ImageSource.from_array(image))
+        source = self._image_sources.get(_file_key(image_path) + (False,), lambda: F.ImageSource.from_array(image))
+        light = self._image_sources.get(_file_key(image_path) + (True,),
+                                        lambda: F.ImageSource.from_array(image, max_side=960, quality=65))
         views = self._views(traj, source, gt, display)
         heat = self._heatmap(traj, source, gt, display, heat_class, heat_mode, min_radius, rho)
-        target, profile_update = self._target(source, traj.image_size_hw, traj.class_names, gt, traj, cfg,
+        target, profile_update = self._target(light, traj.image_size_hw, traj.class_names, gt, traj, cfg,
                                               display.score_threshold, min_radius, rho, target_class, None)
         device = "GPU" if torch.cuda.is_available() else "CPU"
         status = (f"**{views['shown']} detection(s)** with score ≥ {display.score_threshold:.2f} "
@@ -494,13 +500,15 @@ class Explorer:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), "no boxes"
 
     @staticmethod
-    def _synthesize(boxes: np.ndarray, labels: np.ndarray, num_classes: int, grid: tuple[int, int], stride: float,
-                    min_radius: float, rho: float) -> tuple[np.ndarray, np.ndarray]:
-        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))
-        labels_t = torch.as_tensor(np.asarray(labels, np.int64).reshape(-1))
-        target = synthesize_heatmap(boxes_t, labels_t, num_classes, grid, stride, min_radius, rho)  # (K, Hh, Wh)
-        radii = gaussian_radius(boxes_t, stride, min_radius, rho) if len(boxes_t) else torch.zeros(0)
-        return target.numpy(), radii.numpy()
+    def _synthesize(boxes: np.ndarray, labels: np.ndarray, class_index: int | None, grid: tuple[int, int],
+                    stride: float, min_radius: float, rho: float) -> np.ndarray:
+        """The target channel shown: one class, or the maximum over classes. Objects merge by element-wise max, so
+        the maximum over classes equals the core's target with every box in one class; either way one channel
+        is synthesised instead of K (10x less work for the live sliders)."""
+        pick = np.ones(len(labels), bool) if class_index is None else np.asarray(labels) == class_index
+        boxes_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)[pick])
+        one_class = torch.zeros(len(boxes_t), dtype=torch.int64)
+        return synthesize_heatmap(boxes_t, one_class, 1, grid, stride, min_radius, rho)[0].numpy()  # (Hh, Wh)
 
     def _heatmap(self, traj: Trajectory, source: F.ImageSource, gt: GroundTruth | None, display: Display,
                  heat_class: Any, heat_mode: Any, min_radius: Any, rho: Any) -> go.Figure:
@@ -511,10 +519,12 @@ class Explorer:
             grid, stride = tuple(traj.heatmap.shape[1:]), traj.heatmap_stride
         else:
             grid, stride = (max(1, source.height // 8), max(1, source.width // 8)), 8.0
-        target, _ = self._synthesize(boxes, labels, len(traj.class_names), grid, stride, min_r, rho_v)
+        class_index = self._class_index(heat_class, traj.class_names)
+        target = self._synthesize(boxes, labels, class_index, grid, stride, min_r, rho_v)
+        predicted = F.select_channel(traj.heatmap, class_index) if traj.heatmap is not None else None
         mode = "overlay" if heat_mode == "overlay on image" else "side"
-        return F.heatmap_figure(traj.heatmap, target, stride, source, traj.class_names,
-                                self._class_index(heat_class, traj.class_names), source_name, mode, boxes)
+        return F.heatmap_figure(predicted, target, stride, source, traj.class_names, class_index, source_name, mode,
+                                boxes)
 
     def render_heatmap(self, traj_file: str | None, image_path: str | None, gt_file: str | None,
                        use_example_gt: bool, heat_class: Any, heat_mode: Any, min_radius: Any, rho: Any,
@@ -541,20 +551,27 @@ class Explorer:
             grid, stride = heatmap_grid(cfg, image_hw)
         else:
             grid, stride = (max(1, image_hw[0] // 8), max(1, image_hw[1] // 8)), 8.0
-        target, radii = self._synthesize(boxes, labels, len(class_names), grid, stride, min_r, rho_v)
+        class_index = self._class_index(target_class, class_names)
+        target = self._synthesize(boxes, labels, class_index, grid, stride, min_r, rho_v)
+        radii = gaussian_radius(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)), stride, min_r,
+                                rho_v).numpy()
         choices = [(f"#{i} {class_names[int(k)]} ({b[2] - b[0]:.0f} x {b[3] - b[1]:.0f} px)", i)
                    for i, (b, k) in enumerate(zip(boxes, labels))]
         box = None
         if choices:
             box = int(profile_box) if isinstance(profile_box, (int, float)) and 0 <= profile_box < len(choices) \
                 else 0
-        class_index = self._class_index(target_class, class_names)
         if len(boxes) == 0:
             figure = F.message_figure("No boxes to build a target from: give ground truth (or pick an example) or "
                                       "run the detector.", height=F.IMAGE_PLOT_HEIGHT)
         else:
+            profile_map = None
+            if box is not None:
+                box_class = int(labels[box])
+                profile_map = target if class_index == box_class else \
+                    self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
             figure = F.target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
-                                     source_name, min_r, rho_v)
+                                     source_name, min_r, rho_v, profile_map=profile_map)
         return figure, gr.update(choices=choices, value=box)
 
     def render_target(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
@@ -563,7 +580,7 @@ class Explorer:
         """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders)."""
         if not image_path:
             return F.message_figure("Pick an image (and ground truth) to see its heatmap target.")
-        source = self.image_source(image_path)
+        source = self.image_source(image_path, light=True)
         image_hw = (source.height, source.width)
         traj = self.trajectory(traj_file)
         if traj is not None and tuple(traj.image_size_hw) != image_hw:
@@ -583,7 +600,7 @@ class Explorer:
         if not image_path:
             return F.message_figure("Pick an image (and ground truth) to see its heatmap target."), \
                 gr.update(choices=[], value=None)
-        source = self.image_source(image_path)
+        source = self.image_source(image_path, light=True)
         image_hw = (source.height, source.width)
         traj = self.trajectory(traj_file)
         if traj is not None and tuple(traj.image_size_hw) != image_hw:
@@ -615,7 +632,7 @@ class Explorer:
         for note in notes:
             gr.Warning(note)
         gt_boxes = gt.boxes_xyxy if gt is not None and len(gt) else None
-        source = self._image_sources.get(_file_key(image_path), lambda: F.ImageSource.from_array(image))
+        source = self._image_sources.get(_file_key(image_path) + (False,), lambda: F.ImageSource.from_array(image))
 
         def describe(traj: Trajectory) -> str:
             s = traj.settings

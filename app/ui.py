@@ -126,7 +126,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     with gr.Tab("Denoising", id="denoise"):
                         denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
-                    with gr.Tab("Heatmap", id="heatmap"):
+                    with gr.Tab("Heatmap", id="heatmap") as heat_tab:
                         with gr.Row():
                             heat_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
                                                      label="Class", elem_id="heat-class", allow_custom_value=True)
@@ -204,10 +204,9 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                             score_threshold]
         boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
 
-        render_event = gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
+        gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
                               line_width.release, stage.release, show_gt.input, show_tracks.input],
                              explorer.render, render_inputs, render_outputs, api_name="render", **cheap)
-        render_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
         gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
                          api_visibility="private", **cheap)
         gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
@@ -215,10 +214,11 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         gt_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
         score_threshold.release(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
                                 api_visibility="private", **cheap)
-        gr.on([heat_class.change, heat_mode.change, min_radius.release, rho.release], explorer.render_heatmap,
-              heat_inputs, heat_plot, api_name="heatmap", **cheap)
+        # The heatmap view is redrawn when it is shown, not on every target-slider move (it is 200 kB).
+        gr.on([heat_class.change, heat_mode.change, heat_tab.select], explorer.render_heatmap, heat_inputs, heat_plot,
+              api_name="heatmap", **cheap)
         gr.on([min_radius.input, rho.input, target_class.input, profile_box.input], explorer.render_target,
-              target_inputs, target_plot, api_name="target", **cheap)
+              target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden")
 
         compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
                                                                                      heatmap_b, renewal_b],
@@ -245,6 +245,9 @@ def launch(demo: gr.Blocks | None = None, explorer: Explorer | None = None, **ov
         "allowed_paths": [str(explorer.examples_dir)] if explorer.examples_dir.is_dir() else [],
         "max_file_size": MAX_CHECKPOINT_BYTES,
         "ssr_mode": False,
+        # Gradio 6 records every event's inputs and outputs in the browser's localStorage by default; with
+        # figures of a few hundred kB that cost ~50 ms per slider move (measured) and fills the quota.
+        "run_history": False,
         "theme": gr.themes.Soft(primary_hue="indigo"),
         "css": CSS,
         "server_name": os.environ.get("GRADIO_SERVER_NAME") or None,

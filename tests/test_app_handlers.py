@@ -163,14 +163,20 @@ def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, e
                                    1, 0.3)
     fig_b = explorer.render_target(example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.9, MAX_CLASSES_OPTION,
                                    1, 0.3)
-    z_a = np.asarray([t for t in fig_a.data if t.name == "target"][0].z)
-    z_b = np.asarray([t for t in fig_b.data if t.name == "target"][0].z)
+    z_a = np.asarray([t for t in fig_a.data if t.name == "target"][0].z, np.float64) / 255
+    z_b = np.asarray([t for t in fig_b.data if t.name == "target"][0].z, np.float64) / 255
     assert z_b.sum() > z_a.sum()  # a larger rho spreads each gaussian
     traj = Trajectory.load_npz(run[9])
     boxes = torch.tensor([[20, 16, 60, 56], [70, 30, 118, 86]], dtype=torch.float32)
     expected = synthesize_heatmap(boxes, torch.tensor([0, 8]), 10, traj.heatmap.shape[1:], traj.heatmap_stride,
-                                  1.0, 0.9).numpy().max(0)
-    np.testing.assert_allclose(z_b, expected.round(3), atol=1e-3)
+                                  1.0, 0.9).numpy()
+    np.testing.assert_allclose(z_b, expected.max(0), atol=0.5 / 255 + 1e-6)  # max over classes
+    fig_mug = explorer.render_target(example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.9, "mug", 1, 0.3)
+    z_mug = np.asarray([t for t in fig_mug.data if t.name == "target"][0].z, np.float64) / 255
+    np.testing.assert_allclose(z_mug, expected[8], atol=0.5 / 255 + 1e-6)  # one class
+    profile = [t for t in fig_mug.data if t.name == "profile"][0]
+    row = int(((30 + 86) / 2) // traj.heatmap_stride)
+    np.testing.assert_allclose(np.asarray(profile.y), expected[8, row].round(4), atol=1e-4)
 
 
 def test_target_works_before_any_run(explorer: Explorer, example: str) -> None:

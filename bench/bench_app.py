@@ -1,0 +1,387 @@
+"""Benchmarks of the browser app, printed as a table of measured figures.
+
+    python bench/bench_app.py                       # the shipped checkpoint and examples
+    python bench/bench_app.py --clients 8 --runs 20 --skip-browser
+
+Measures: time from `python app.py` to the server answering and to the first detection; one 4-step run with the
+trajectory on an example at 640x480 (the model alone and the whole Detect handler with every figure); the size of
+each figure; the step-scrub time in headless Chromium (client-side restyle); the rho slider round trip (browser
+and gradio_client); and a load check: N concurrent gradio_client sessions x M runs of /detect, with the error
+count and the server's resident memory along the way.
+
+Without a checkpoint in --checkpoint-dir it benchmarks a random-init `tiny` checkpoint (same architecture and cost
+as the trained one) and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+RESULTS: list[tuple[str, str, str]] = []
+
+
+def report(name: str, value: str, target: str = "") -> None:
+    RESULTS.append((name, value, target))
+    print(f"  {name}: {value}" + (f"   (target {target})" if target else ""), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def ensure_checkpoint(checkpoint_dir: Path) -> tuple[Path, str]:
+    from app.handlers import DEFAULT_CHECKPOINT
+    from app.inputs import list_checkpoints
+
+    names = list_checkpoints(checkpoint_dir)
+    if names:
+        return checkpoint_dir, DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in names else names[0]
+    import torch
+
+    from diffdet.config import TINY
+    from diffdet.model import build_model
+    from diffdet.weights import save_checkpoint
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ckpt-"))
+    torch.manual_seed(0)
+    save_checkpoint(build_model(TINY), folder / DEFAULT_CHECKPOINT)
+    print(f"  (no checkpoint in {checkpoint_dir}: using a random-init tiny checkpoint, same cost as the trained one)")
+    return folder, DEFAULT_CHECKPOINT
+
+
+def pick_example(examples_dir: Path) -> Path:
+    images = sorted(p for p in examples_dir.glob("*.jpg"))
+    if images:
+        return images[0]
+    import numpy as np
+    from PIL import Image
+
+    path = Path(tempfile.mkdtemp(prefix="bench-ex-")) / "scene_bench.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def start_server(checkpoint_dir: Path, examples_dir: Path) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "DIFFDET_CHECKPOINT_DIR": str(checkpoint_dir), "DIFFDET_EXAMPLES_DIR": str(examples_dir),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    import httpx
+
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - start > 180:
+            proc.kill()
+            raise SystemExit("app.py did not answer within 180 s")
+        time.sleep(0.2)
+    return proc, url, start
+
+
+def bench_in_process(checkpoint_dir: Path, name: str, example: Path, repeats: int) -> None:
+    import numpy as np
+
+    from app.handlers import MAX_CLASSES_OPTION, Explorer
+    from app.inputs import load_image
+    from diffdet.inference import SamplerOptions
+    from app.runner import MODELS
+
+    explorer = Explorer(checkpoint_dir, example.parent)
+    image = load_image(example)
+    detector = MODELS.get(checkpoint_dir / name, name)
+    cfg = detector.config
+    options = SamplerOptions(steps=4, num_proposals=cfg.num_proposals, record=True)
+    detector.predict([image], options, seed=0)  # warm-up
+    model_times = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        detector.predict([image], options, seed=seed)
+        model_times.append(time.perf_counter() - start)
+    report(f"model: 4-step run with trajectory, {image.shape[1]}x{image.shape[0]}, {cfg.num_proposals} proposals "
+           f"({detector.device})", f"median {ms(statistics.median(model_times))}, min {ms(min(model_times))}",
+           "<= 1000 ms")
+    handler_times, json_times = [], []
+    out = None
+    for seed in range(100, 100 + repeats):
+        start = time.perf_counter()
+        out = explorer.detect(str(example), None, True, name, None, cfg.num_proposals, 4, 1.0, seed, True, 0.5,
+                              True, True, 0.5, 0.0, 0.3, None, True, True, 2, 0, True, True, cfg.min_radius, cfg.rho,
+                              MAX_CLASSES_OPTION, "side by side", MAX_CLASSES_OPTION)
+        handler_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for fig in out[1:6]:
+            fig.to_json()
+        json_times.append(time.perf_counter() - start)
+    report("Detect handler: run + every figure, table, files", f"median {ms(statistics.median(handler_times))}")
+    report("figure serialisation (5 figures)", f"median {ms(statistics.median(json_times))}")
+    for label, fig in zip(("denoising view", "step statistics", "heatmap view", "target view", "results view"),
+                          out[1:6]):
+        report(f"figure size: {label}", f"{len(fig.to_json().encode()) / 1024:.0f} kB, {len(fig.data)} traces")
+    stored = out[9]
+    target_times = []
+    for rho in np.linspace(0.2, 1.2, 11):
+        start = time.perf_counter()
+        fig = explorer.render_target(str(example), None, True, stored, name, None, 4, float(rho), MAX_CLASSES_OPTION,
+                                     0, 0.3)
+        fig.to_json()
+        target_times.append(time.perf_counter() - start)
+    report("target re-synthesis handler + serialisation", f"median {ms(statistics.median(target_times))}")
+
+
+def bench_client(url: str, name: str, example: Path, repeats: int, classes: list[str]) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    traj = None
+    times = []
+    for seed in range(200, 200 + repeats):
+        start = time.perf_counter()
+        out = client.predict(handle_file(str(example)), None, True, name, None, 100, 4, 1.0, seed, True, 0.5, True,
+                             True, 0.5, 0.0, 0.3, classes, True, True, 2, 4, True, True, 4, 0.5, "max over classes",
+                             "side by side", "max over classes", api_name="/detect")
+        times.append(time.perf_counter() - start)
+        traj = out[9]
+    report("/detect round trip through gradio_client (4 steps)", f"median {ms(statistics.median(times))}")
+    times = []
+    for rho in (0.3, 0.5, 0.7, 0.9, 1.1, 0.4, 0.6, 0.8):
+        start = time.perf_counter()
+        client.predict(handle_file(str(example)), None, True, handle_file(traj), name, None, 4, rho,
+                       "max over classes", 0, 0.3, api_name="/target")
+        times.append(time.perf_counter() - start)
+    report("rho slider round trip (gradio_client /target)", f"median {ms(statistics.median(times))}", "<= 150 ms")
+
+
+# Arm a timer on the rho slider: press -> the target plot shows a different heatmap (checked every frame).
+ARM_RHO = """() => {
+  const range = document.querySelector('#rho input[type=range]');
+  const current = () => { const gd = document.querySelector('#target-plot .js-plotly-plot');
+    const t = gd && gd.data ? gd.data.find(t => t.name === 'target') : null;
+    return t ? JSON.stringify(t.z.bdata ? t.z.bdata : t.z) : null; };
+  const before = current();
+  window.__rho = new Promise(resolve => {
+    range.addEventListener('pointerdown', () => {
+      const t0 = performance.now();
+      const poll = () => { const now = current();
+        if (now !== null && now !== before) resolve(performance.now() - t0); else requestAnimationFrame(poll); };
+      requestAnimationFrame(poll);
+    }, {capture: true, once: true});
+  });
+}"""
+
+# Press the Plotly slider at one step; time until the restyle has finished and until the next frame after it.
+SCRUB = """async (index) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const rail = gd.querySelector('.slider-rail-touch-rect');
+  const label = gd.querySelectorAll('.slider-label')[index].getBoundingClientRect();
+  const r = rail.getBoundingClientRect();
+  const x = label.x + label.width / 2, y = r.y + r.height / 2;
+  await new Promise(res => requestAnimationFrame(res));
+  const done = new Promise(res => { const f = () => { gd.removeListener('plotly_restyle', f); res(performance.now()); };
+                                    gd.on('plotly_restyle', f); });
+  const t0 = performance.now();
+  rail.dispatchEvent(new MouseEvent('mousedown', {clientX: x, clientY: y, bubbles: true, buttons: 1}));
+  window.dispatchEvent(new MouseEvent('mouseup', {clientX: x, clientY: y, bubbles: true}));
+  const restyled = await Promise.race([done, new Promise(res => setTimeout(() => res(null), 2000))]);
+  await new Promise(res => requestAnimationFrame(res));
+  return [restyled === null ? null : restyled - t0, performance.now() - t0];
+}"""
+
+# The frame interval of this (headless) browser: the floor under any "until painted" figure.
+FRAME = """async () => { const t = []; for (let i = 0; i < 30; i++) { t.push(await new Promise(r =>
+  requestAnimationFrame(r))); } const d = t.slice(1).map((v, i) => v - t[i]); d.sort((a, b) => a - b);
+  return d[Math.floor(d.length / 2)]; }"""
+
+
+def bench_browser(url: str) -> None:
+    if not os.path.exists(CHROMIUM):
+        report("browser figures", f"skipped: no Chromium at {CHROMIUM}")
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(120_000)
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_selector("#detect-btn")
+        report("page load to interactive (Chromium)", ms(time.perf_counter() - start))
+        start = time.perf_counter()
+        page.locator("#examples button, #examples .gallery-item, #examples td").first.click()
+        page.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
+                               " return gd && gd.data && gd.data.length > 0; }")
+        report("example click to denoising view drawn (browser)", ms(time.perf_counter() - start))
+        count = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').layout.sliders[0]"
+                              ".steps.length")
+        traces = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').data.length")
+        report("browser frame interval (floor of 'painted' figures)", f"{page.evaluate(FRAME):.0f} ms")
+        pairs = [page.evaluate(SCRUB, i % count) for i in list(range(count)) * 3]
+        restyle = [p[0] for p in pairs if p[0] is not None]
+        painted = sorted(p[1] for p in pairs)
+        report(f"step scrub in the browser ({count} positions, {traces} traces): press to restyle done",
+               f"median {statistics.median(restyle):.0f} ms" if restyle else "no plotly_restyle event seen")
+        report("step scrub in the browser: press to next frame painted",
+               f"median {statistics.median(painted):.0f} ms, p90 {painted[int(0.9 * len(painted))]:.0f} ms",
+               "<= 60 ms")
+        page.get_by_role("tab", name="Target generation").click()
+        page.wait_for_function("() => { const gd = document.querySelector('#target-plot .js-plotly-plot');"
+                               " return gd && gd.data && gd.data.some(t => t.name === 'target'); }")
+        rho = page.locator("#rho input[type=range]")
+        rho.scroll_into_view_if_needed()
+        box = rho.bounding_box()
+        times = []
+        for fraction in (0.3, 0.6, 0.45, 0.8, 0.35, 0.7, 0.5, 0.9):
+            page.evaluate(ARM_RHO)
+            page.mouse.click(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+            times.append(page.evaluate("() => Promise.race([window.__rho, new Promise(r => setTimeout("
+                                       "() => r(1e9), 10000))])"))
+        report("rho slider round trip in the browser (press to redrawn target)",
+               f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms", "<= 150 ms")
+        browser.close()
+
+
+def bench_load(url: str, pid: int, name: str, example: Path, clients: int, runs: int, classes: list[str]) -> None:
+    from gradio_client import Client, handle_file
+
+    errors: list[str] = []
+    latencies: list[float] = []
+    lock = threading.Lock()
+    memory = [rss_mb(pid)]
+
+    def worker(index: int) -> None:
+        client = Client(url, verbose=False)
+        for run in range(runs):
+            start = time.perf_counter()
+            try:
+                client.predict(handle_file(str(example)), None, True, name, None, 100, 4, 1.0,
+                               1000 * index + run, True, 0.5, True, True, 0.5, 0.0, 0.3, classes, True, True, 2, 4, True,
+                               True, 4, 0.5, "max over classes", "side by side", "max over classes",
+                               api_name="/detect")
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 -- counted and printed, the point of a load test
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def sample_memory(stop: threading.Event) -> None:
+        while not stop.wait(2.0):
+            memory.append(rss_mb(pid))
+
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_memory, args=(stop,), daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    stop.set()
+    memory.append(rss_mb(pid))
+    total = clients * runs
+    report(f"load: {clients} clients x {runs} runs of /detect", f"{total - len(errors)}/{total} ok, "
+           f"{len(errors)} errors, {elapsed:.0f} s, {total / elapsed:.2f} runs/s", "0 errors")
+    if latencies:
+        ordered = sorted(latencies)
+        report("load: latency per run (queued, concurrency_limit=1)",
+               f"median {statistics.median(ordered):.1f} s, p95 {ordered[int(0.95 * (len(ordered) - 1))]:.1f} s")
+    quarter = max(1, len(memory) // 4)
+    report("load: server memory (RSS)", f"start {memory[0]:.0f} MB, after first quarter "
+           f"{max(memory[:quarter + 1]):.0f} MB, peak {max(memory):.0f} MB, end {memory[-1]:.0f} MB")
+    for error in errors[:5]:
+        print("    error:", error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint-dir", type=Path, default=ROOT / "checkpoints")
+    parser.add_argument("--examples-dir", type=Path, default=ROOT / "examples")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each timed single call")
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    print(f"DiffusionDet Explorer app benchmark · torch {torch.__version__} · {os.cpu_count()} CPU(s), "
+          f"{torch.get_num_threads()} torch threads · CUDA {'yes' if torch.cuda.is_available() else 'no'} · "
+          f"load average {os.getloadavg()[0]:.1f}")
+    checkpoint_dir, name = ensure_checkpoint(args.checkpoint_dir)
+    example = pick_example(args.examples_dir)
+    print(f"  checkpoint {name} in {checkpoint_dir}; example {example.name}")
+    from app.runner import read_config
+
+    cfg = read_config(checkpoint_dir / name, name)
+    classes = list(cfg.class_names)
+
+    print("\n[server start]")
+    proc, url, started = start_server(checkpoint_dir, example.parent)
+    report("python app.py to server answering", f"{time.perf_counter() - started:.1f} s")
+    try:
+        from gradio_client import Client, handle_file
+
+        client = Client(url, verbose=False)
+        client.predict(handle_file(str(example)), name, 4, 0, 100, 1.0, 0.0, 0.3, api_name="/predict")
+        report("python app.py to first detection (/predict)", f"{time.perf_counter() - started:.1f} s")
+        print("\n[in process]")
+        bench_in_process(checkpoint_dir, name, example, args.repeats)
+        print("\n[through the server]")
+        bench_client(url, name, example, args.repeats, classes)
+        if not args.skip_browser:
+            print("\n[browser]")
+            bench_browser(url)
+        if not args.skip_load:
+            print("\n[load]")
+            bench_load(url, proc.pid, name, example, args.clients, args.runs, classes)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print("\nsummary")
+    width = max(len(r[0]) for r in RESULTS)
+    for name_, value, target in RESULTS:
+        print(f"  {name_:<{width}}  {value}" + (f"  [target {target}]" if target else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
