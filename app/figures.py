@@ -45,7 +45,7 @@ BASE_LAYOUT: dict[str, Any] = {
     "hovermode": "closest",
 }
 IMAGE_PLOT_HEIGHT = 560
-TYPICAL_PLOT_WIDTH = 720  # px of the main column on a laptop screen; sets the height so the image fills the width
+TYPICAL_PLOT_WIDTH = 640  # px of the main column on a laptop screen; sets the height so the image fills the width
 
 
 def image_plot_height(width: int, height: int, columns: int = 1, low: int = 280, high: int = 720) -> int:
@@ -260,7 +260,8 @@ def _scored_box_traces(
             "type": "scatter", "mode": "text", "x": boxes[above, 0], "y": boxes[above, 1],
             "text": _label_text(names, scores[above], view.show_labels, view.show_scores),
             "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
-            "textfont": {"color": [class_colour(k) for k in labels[above]], "size": 11},
+            "textfont": {"color": [class_colour(k) for k in labels[above]], "size": 11, "shadow": "auto",
+                         "weight": 600},
             "xaxis": axes[0], "yaxis": axes[1],
         })
     if len(boxes):
@@ -359,6 +360,9 @@ def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions,
     breaks = np.zeros((2 * s_count, n), bool)  # breaks[k]: no segment between point k-1 and k
     if traj.renewed is not None:
         breaks[2::2] = traj.renewed[:-1]
+    # At the final position only the slots that ended above the score threshold keep their track: how the boxes
+    # that became detections travelled, without the clutter of the rest.
+    kept = traj.scores[-1, stage] >= view.score_threshold  # (N,)
     out = []
     for p in range(len(pos_list)):
         last = min(p, 2 * s_count - 1)
@@ -370,6 +374,8 @@ def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions,
         lead = np.where(breaks[:last + 1, :, None], np.nan, pts)  # (P, N, 2)
         seq = np.stack([lead, pts], axis=1).reshape(-1, n, 2)  # (2P, N, 2)
         seq = np.concatenate([seq, np.full((1, n, 2), np.nan, np.float32)])  # (2P + 1, N, 2)
+        if pos_list[p].kind == "final":
+            seq = seq[:, kept]
         xs, ys = seq[..., 0].T.ravel(), seq[..., 1].T.ravel()
         out.append(_lines(xs.astype(np.float32), ys.astype(np.float32), "rgba(255,255,255,0.45)", 1,
                           name="centre tracks", axes=axes))
@@ -840,7 +846,7 @@ def results_figure(
             data.append({"type": "scatter", "mode": "text", "x": boxes[:, 0], "y": boxes[:, 1],
                          "text": _label_text(names, scores, view.show_labels, view.show_scores),
                          "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
-                         "textfont": {"color": colours, "size": 11}})
+                         "textfont": {"color": colours, "size": 11, "shadow": "auto", "weight": 600}})
         centres = box_centres(boxes)
         iou_text = _iou_text(best_iou, len(boxes))
         rows = [[names[i], float(scores[i]), iou_text[i], str(status[i]) if have_gt else "no ground truth", i]
@@ -866,60 +872,71 @@ PAPER_PROPS_AP: dict[str, tuple[float, float]] = {
 }
 
 
-def _as_percent(value: float) -> float:
-    """AP stored as a fraction (pycocotools) or a percentage (detectron2) -> percentage."""
-    return float(value) * 100 if abs(float(value)) <= 1.0 else float(value)
+def ap_scale(rows: Sequence[dict]) -> float:
+    """100 when a file stores AP as fractions (pycocotools), 1 when as percentages (detectron2, this project):
+    decided once per file, so an early AP below 1 % is not mistaken for a fraction."""
+    values = [abs(float(v)) for r in rows if isinstance(r.get("eval"), dict)
+              for k, v in r["eval"].items() if k.startswith("AP") and isinstance(v, (int, float))]
+    return 1.0 if any(v > 1.0 for v in values) else 100.0
 
 
 def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
     """Curves of a run's metrics file: losses and learning rate against iteration, AP and AP50 against iteration, and
-    per-class AP at the last evaluation next to the PROPS paper's Table I."""
+    per-class AP at the last evaluation next to the PROPS paper's Table I. Per-stage losses (``loss_ce_0`` ...)
+    start hidden; click their legend entries to show them."""
     train = [r for r in rows if "eval" not in r]
     evals = [r for r in rows if isinstance(r.get("eval"), dict)]
-    gap = 0.1
+    scale = ap_scale(rows)
+    small = {"size": 10}
     layout: dict[str, Any] = {
-        "height": 640, "margin": {"l": 56, "r": 16, "t": 60, "b": 48},
-        "legend": {"orientation": "h", "y": 1.04, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
-        "xaxis": {"domain": [0, 0.5 - gap / 2], "anchor": "y", "title": {"text": "iteration"}},
-        "yaxis": {"domain": [0.58, 1], "anchor": "x", "type": "log", "title": {"text": "loss"}},
-        "xaxis2": {"domain": [0.5 + gap / 2, 1], "anchor": "y2", "title": {"text": "iteration"}, "matches": "x"},
-        "yaxis2": {"domain": [0.58, 1], "anchor": "x2", "title": {"text": "AP (%)"}, "rangemode": "tozero"},
+        "height": 680, "margin": {"l": 56, "r": 16, "t": 24, "b": 48}, "barmode": "group",
+        "xaxis": {"domain": [0, 0.36], "anchor": "y", "title": {"text": "iteration"}},
+        "yaxis": {"domain": [0.56, 1], "anchor": "x", "type": "log", "title": {"text": "loss"}},
+        "xaxis2": {"domain": [0.6, 1], "anchor": "y2", "title": {"text": "iteration"}, "matches": "x"},
+        "yaxis2": {"domain": [0.56, 1], "anchor": "x2", "title": {"text": "AP (%)"}, "rangemode": "tozero"},
         "xaxis3": {"domain": [0, 1], "anchor": "y3", "tickangle": -20},
-        "yaxis3": {"domain": [0, 0.4], "anchor": "x3", "title": {"text": "AP (%)"}, "rangemode": "tozero"},
-        "barmode": "group",
+        "yaxis3": {"domain": [0, 0.34], "anchor": "x3", "title": {"text": "AP (%) per class"}, "rangemode": "tozero"},
+        # Three legends, one beside each panel (losses: a scrollable column; click to show per-stage terms).
+        "legend": {"x": 0.37, "y": 1, "yanchor": "top", "font": small, "maxheight": 0.42, "tracegroupgap": 2},
+        "legend2": {"x": 0.6, "y": 1.0, "yanchor": "bottom", "orientation": "h", "font": small},
+        "legend3": {"x": 0, "y": 0.36, "yanchor": "bottom", "orientation": "h", "font": small},
     }
-    if title:
-        layout["title"] = {"text": title, "x": 0.01, "font": {"size": 13}}
     data: list[dict] = []
     loss_keys = sorted({k for r in train for k in r if k.startswith("loss") and isinstance(r[k], (int, float))})
+    totals = [k for k in ("loss_total", "loss") if k in loss_keys]
     for i, key in enumerate(loss_keys):
         pts = [(r["iter"], r[key]) for r in train if isinstance(r.get(key), (int, float)) and r[key] > 0]
-        if pts:
-            xs, ys = zip(*pts)
-            data.append({"type": "scatter", "mode": "lines", "x": list(xs), "y": list(ys), "name": key,
-                         "line": {"width": 2.5 if key == "loss" else 1.2, "color": PALETTE[i % len(PALETTE)]},
-                         "xaxis": "x", "yaxis": "y", "legendgroup": "loss"})
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        per_stage = key[-1].isdigit() and "_" in key
+        data.append({"type": "scatter", "mode": "lines", "x": list(xs), "y": list(ys), "name": key,
+                     "line": {"width": 2.5 if key in totals else 1.2, "color": PALETTE[i % len(PALETTE)]},
+                     "hovertemplate": f"{key} at iter %{{x}}: %{{y:.4f}}<extra></extra>",
+                     "xaxis": "x", "yaxis": "y", "legendgroup": "loss",
+                     "visible": "legendonly" if per_stage else True})
     for key, colour in (("AP", "#E45756"), ("AP50", "#4C78A8"), ("AP75", "#54A24B")):
-        pts = [(r["iter"], _as_percent(r["eval"][key])) for r in evals
+        pts = [(r["iter"], float(r["eval"][key]) * scale) for r in evals
                if isinstance(r["eval"].get(key), (int, float))]
         if pts:
             xs, ys = zip(*pts)
             data.append({"type": "scatter", "mode": "lines+markers", "x": list(xs), "y": list(ys), "name": key,
-                         "line": {"color": colour}, "xaxis": "x2", "yaxis": "y2",
+                         "line": {"color": colour}, "xaxis": "x2", "yaxis": "y2", "legend": "legend2",
                          "hovertemplate": f"{key} at iter %{{x}}: %{{y:.2f}}<extra></extra>"})
     last = next((r for r in reversed(evals) if isinstance(r["eval"].get("per_class"), dict)), None)
     annotations = []
     if last is not None:
-        per_class = {k: _as_percent(v) for k, v in last["eval"]["per_class"].items() if isinstance(v, (int, float))}
+        per_class = {k: float(v) * scale for k, v in last["eval"]["per_class"].items() if isinstance(v, (int, float))}
         names = list(per_class)
         data.append({"type": "bar", "x": names, "y": [per_class[n] for n in names],
                      "name": f"this run (iter {last['iter']})", "marker": {"color": "#E45756"},
-                     "xaxis": "x3", "yaxis": "y3"})
+                     "xaxis": "x3", "yaxis": "y3", "legend": "legend3"})
         known = [n for n in names if n in PAPER_PROPS_AP]
         if known:
-            for j, (label, colour) in enumerate((("paper, no heatmap", "#BAB0AC"), ("paper, heatmap", "#4C78A8"))):
+            for j, (label, colour) in enumerate((("paper R-50, no heatmap", "#BAB0AC"),
+                                                 ("paper R-50, heatmap", "#4C78A8"))):
                 data.append({"type": "bar", "x": known, "y": [PAPER_PROPS_AP[n][j] for n in known], "name": label,
-                             "marker": {"color": colour}, "xaxis": "x3", "yaxis": "y3"})
+                             "marker": {"color": colour}, "xaxis": "x3", "yaxis": "y3", "legend": "legend3"})
     else:
         annotations.append({"text": "no per-class AP in this file", "x": 0.5, "y": 0.2, "xref": "paper",
                             "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})

@@ -704,7 +704,7 @@ class Explorer:
         summary = f"**{name}**: {len(rows) - len(evals)} training row(s), {len(evals)} evaluation row(s)"
         if evals:
             best = max(evals, key=lambda r: float(r["eval"].get("AP") or -1))
-            ap = F._as_percent(best["eval"].get("AP") or 0)
+            ap = float(best["eval"].get("AP") or 0) * F.ap_scale(rows)
             summary += f"; best AP {ap:.1f} at iteration {best['iter']}"
         return F.training_figure(rows, title=name), summary
 
