@@ -49,6 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Server-side bounds on what one request may ask for (the sliders stay inside them; API calls are checked).
 MAX_STEPS = 50
 MAX_PROPOSALS = 1000
+MAX_UPLOADED_TEST_SIZE = 1333  # the COCO reference's long side
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,7 +245,12 @@ class Explorer:
 
     def config(self, name: str | None, upload: str | None) -> DiffDetConfig:
         path, shown = self.checkpoint(name, upload)
-        return self._configs.get(_file_key(path), lambda: read_config(path, shown))
+        cfg = self._configs.get(_file_key(path), lambda: read_config(path, shown))
+        if upload and max(cfg.min_size_test, cfg.max_size_test) > MAX_UPLOADED_TEST_SIZE:
+            # An uploaded file's config sets the inference resolution; bound what a stranger can make us compute.
+            raise InputError(f"The uploaded checkpoint asks for {cfg.max_size_test}-pixel inputs; this app runs at "
+                             f"most {MAX_UPLOADED_TEST_SIZE} pixels.")
+        return cfg
 
     def image_source(self, image_path: str, light: bool = False) -> F.ImageSource:
         """The display copy of an image (decoded and validated once per file). ``light``: a smaller JPEG for the
