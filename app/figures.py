@@ -30,6 +30,7 @@ PALETTE: tuple[str, ...] = (
 GT_COLOUR = "#111111"  # dashed, over a white halo so it reads on dark and light images
 TP_COLOUR, FP_COLOUR, FN_COLOUR = "#2CA02C", "#D62728", "#FF9F1C"
 NOISE_COLOUR, FRESH_COLOUR, HEATMAP_COLOUR = "#D9D9D9", "#19D3F3", "#FF9F1C"
+FAINT_COLOUR = "#E5E7EB"  # boxes scoring below the first opacity edge, any class
 RENEW_COLOUR = "#FF3B30"
 
 # Box opacity by score: the noise stays visible but faint, confident boxes are solid.
@@ -236,23 +237,34 @@ def _iou_text(ious: np.ndarray | None, count: int) -> list[str]:
 def _scored_box_traces(
     boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], view: ViewOptions,
     axes: tuple[str, str], hover_rows: list[list], hover_template: str, box_ids: np.ndarray,
+    renewed: np.ndarray | None = None,
 ) -> list[dict]:
-    """Line traces per (class, opacity level), a text trace and a hover trace for one set of scored boxes."""
+    """Line traces for one set of scored boxes, a text trace and a hover trace.
+
+    Boxes in the lowest opacity level share one faint grey trace whatever their class (at that opacity the colour
+    does not read anyway, and the hover still names it); the others get one trace per (class, level). Fewer traces
+    keep the slider's redraw fast. ``renewed`` (M,) marks boxes replaced after this step with an x in the hover
+    trace.
+    """
     traces: list[dict] = []
     keep = np.ones(len(scores), bool)
     if view.classes_shown is not None:
         keep &= np.isin(labels, list(view.classes_shown))
     boxes, scores, labels, box_ids = boxes[keep], scores[keep], labels[keep], box_ids[keep]
+    renewed = renewed[keep] if renewed is not None else np.zeros(len(scores), bool)
     hover_rows = [row for row, k in zip(hover_rows, keep) if k]
     levels = opacity_level(scores)
-    for label in np.unique(labels):
-        for level in np.unique(levels[labels == label]):
+    thin = max(0.5, view.line_width / 2)
+    faint = levels == 0
+    if faint.any():
+        traces.append(_lines(*rect_path(boxes[faint]), rgba(FAINT_COLOUR, OPACITY_LEVELS[0]), thin,
+                             name="low score", axes=axes))
+    for label in np.unique(labels[~faint]):
+        for level in np.unique(levels[(labels == label) & ~faint]):
             pick = (labels == label) & (levels == level)
-            xs, ys = rect_path(boxes[pick])
-            alpha = OPACITY_LEVELS[int(level)]
-            width = view.line_width if scores[pick].min() >= view.score_threshold else max(0.5, view.line_width / 2)
-            traces.append(_lines(xs, ys, rgba(class_colour(label), alpha), width,
-                                 name=str(class_names[int(label)]), axes=axes))
+            width = view.line_width if scores[pick].min() >= view.score_threshold else thin
+            traces.append(_lines(*rect_path(boxes[pick]), rgba(class_colour(label), OPACITY_LEVELS[int(level)]),
+                                 width, name=str(class_names[int(label)]), axes=axes))
     above = scores >= view.score_threshold
     if (view.show_labels or view.show_scores) and above.any():
         names = [str(class_names[int(k)]) for k in labels[above]]
@@ -269,8 +281,11 @@ def _scored_box_traces(
         traces.append({
             "type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1], "name": "boxes",
             "customdata": hover_rows, "hovertemplate": hover_template, "showlegend": False,
-            "marker": {"size": 7, "color": [rgba(class_colour(k), 0.6) for k in labels],
-                       "line": {"width": 0}}, "xaxis": axes[0], "yaxis": axes[1],
+            "marker": {"size": np.where(renewed, 9, 7).tolist(),
+                       "symbol": np.where(renewed, "x-thin-open", "circle").tolist(),
+                       "color": [RENEW_COLOUR if r else rgba(class_colour(k), 0.6) for k, r in zip(labels, renewed)],
+                       "line": {"width": np.where(renewed, 1.5, 0).tolist(), "color": RENEW_COLOUR}},
+            "xaxis": axes[0], "yaxis": axes[1],
         })
     return traces
 
@@ -325,14 +340,8 @@ def _position_traces(
                     f"step {s + 1}/{steps} · stage {stage + 1}/{traj.num_stages}<br>"
                     "box #%{customdata[2]} · %{customdata[4]}<br>IoU with best ground truth: %{customdata[3]}"
                     "<extra></extra>")
-        traces = _scored_box_traces(boxes, scores, labels, names, view, axes, rows, template, np.arange(n))
-        if renewed.any() and s < steps - 1:
-            centres = box_centres(boxes[renewed])
-            traces.append({"type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1],
-                           "name": "renewed", "hoverinfo": "skip", "showlegend": False,
-                           "marker": {"symbol": "x-thin", "size": 8, "line": {"width": 1.5, "color": RENEW_COLOUR}},
-                           "xaxis": axes[0], "yaxis": axes[1]})
-        return traces
+        return _scored_box_traces(boxes, scores, labels, names, view, axes, rows, template, np.arange(n),
+                                  renewed=renewed if s < steps - 1 else None)
     det = traj.detections
     m = len(det)
     ious = gt_ious.get("final") if gt_ious else None
@@ -370,13 +379,15 @@ def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions,
             out.append({})
             continue
         pts = centres[:last + 1]  # (P, N, 2)
-        # Before each point a copy of it (a zero-length segment) or, where the slot was renewed, a NaN gap.
-        lead = np.where(breaks[:last + 1, :, None], np.nan, pts)  # (P, N, 2)
-        seq = np.stack([lead, pts], axis=1).reshape(-1, n, 2)  # (2P, N, 2)
-        seq = np.concatenate([seq, np.full((1, n, 2), np.nan, np.float32)])  # (2P + 1, N, 2)
-        if pos_list[p].kind == "final":
-            seq = seq[:, kept]
-        xs, ys = seq[..., 0].T.ravel(), seq[..., 1].T.ravel()
+        # Each slot's path, slot after slot: its points, a NaN gap where it was renewed and one after its end.
+        gap = np.full((1, n, 2), np.nan, np.float32)
+        seq = np.concatenate([np.stack([np.where(breaks[:last + 1, :, None], np.nan, pts), pts], axis=1)
+                              .reshape(-1, n, 2), gap])  # (2P + 1, N, 2): [gap-or-copy, point] ..., end gap
+        used = np.ones(seq.shape[:2], bool)  # drop the copies (only the gaps are needed): half the points
+        used[0:-1:2] = breaks[:last + 1]
+        slots = kept if pos_list[p].kind == "final" else np.ones(n, bool)
+        seq, used = seq[:, slots].transpose(1, 0, 2), used[:, slots].T  # (N', 2P + 1, 2), (N', 2P + 1)
+        xs, ys = seq[used][:, 0], seq[used][:, 1]
         out.append(_lines(xs.astype(np.float32), ys.astype(np.float32), "rgba(255,255,255,0.45)", 1,
                           name="centre tracks", axes=axes))
     return out
@@ -423,6 +434,7 @@ def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[dict
     if view.classes_shown is not None:
         used &= set(view.classes_shown)
     keys = [_legend_key(traj.class_names[k], class_colour(k)) for k in sorted(used)]
+    keys.append(_legend_key(f"score < {OPACITY_EDGES[0]:g}", FAINT_COLOUR))
     keys.append(_legend_key("noise in", NOISE_COLOUR))
     if traj.renewed is not None and traj.renewed.any():
         keys.append(_legend_key("renewed", FRESH_COLOUR, dash="dot"))

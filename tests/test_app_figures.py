@@ -92,7 +92,10 @@ def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
     assert traj.renewed[0].any() and traj.from_heatmap[0].any()
     fig = F.denoise_figure(traj, image)
     names = {t.name for t in fig.data}
-    assert {"renewed: fresh noise", "drawn from heatmap peaks", "renewed", "centre tracks"} <= names
+    assert {"renewed: fresh noise", "drawn from heatmap peaks", "centre tracks", "low score"} <= names
+    hover = [t for t in fig.data if t.name == "boxes"][0]  # step 1's prediction: renewed boxes carry an x
+    assert "x-thin-open" in hover.marker.symbol
+    assert list(hover.marker.symbol).count("x-thin-open") == int(traj.renewed[0].sum())
 
 
 def test_class_filter_stage_and_toggles(image) -> None:

@@ -252,3 +252,25 @@ def test_old_outputs_are_pruned(app_env: support.AppEnv) -> None:  # noqa: F811
     os.utime(first, (0, 0))
     ex._new_output_folder()
     assert not first.exists()
+
+
+def test_without_any_checkpoint_the_app_builds_and_explains(app_env: support.AppEnv, example: str) -> None:  # noqa
+    from app.ui import build_demo
+
+    empty = Explorer(app_env.work_dir / "no_ckpt", app_env.examples_dir, output_dir=app_env.work_dir / "no_ckpt_out")
+    demo = build_demo(empty)
+    assert demo is not None and empty.default_checkpoint() is None
+    with pytest.raises(gr.Error, match="No checkpoint is available"):
+        detect(empty, example, checkpoint=None)
+    assert "No checkpoint" in empty.checkpoint_info(None, None)[0]
+
+
+def test_uploaded_checkpoint_asking_for_huge_inputs_is_refused(explorer: Explorer, example: str,
+                                                               app_env: support.AppEnv) -> None:  # noqa: F811
+    from diffdet.model import build_model
+    from diffdet.weights import save_checkpoint
+
+    path = app_env.work_dir / "huge.safetensors"
+    save_checkpoint(build_model(TINY.replace(min_size_test=3000, max_size_test=4000)), path, dtype=torch.float16)
+    with pytest.raises(gr.Error, match="at most 1333 pixels"):
+        detect(explorer, example, upload=str(path))
