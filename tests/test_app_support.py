@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 import zlib
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does: no spinning threads on a shared CPU
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # so `import app` and `import diffdet` work however pytest is started
     sys.path.insert(0, str(ROOT))
