@@ -357,7 +357,9 @@ def _position_traces(
 
 
 def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions, axes: tuple[str, str]) -> list[dict]:
-    """For each position p, the centre paths of every proposal slot up to p (breaks where a slot was renewed)."""
+    """For each position p, the centre paths up to p (breaks where a slot was renewed) of the proposals that read as
+    boxes there: those whose latest prediction scored at least ``OPACITY_EDGES[0]`` (at the final position: the
+    score threshold). The faint rest would add clutter, and every drawn track costs slider time (~10 ms for 100)."""
     if not view.show_tracks:
         return [{}] * len(pos_list)
     stage = view.stage % traj.num_stages
@@ -385,7 +387,11 @@ def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions,
                               .reshape(-1, n, 2), gap])  # (2P + 1, N, 2): [gap-or-copy, point] ..., end gap
         used = np.ones(seq.shape[:2], bool)  # drop the copies (only the gaps are needed): half the points
         used[0:-1:2] = breaks[:last + 1]
-        slots = kept if pos_list[p].kind == "final" else np.ones(n, bool)
+        if pos_list[p].kind == "final":
+            slots = kept
+        else:  # the slots whose latest prediction scored at least the first opacity edge (they read as boxes)
+            latest = (last - 1) // 2  # the step of the last prediction shown up to p
+            slots = traj.scores[latest, stage] >= OPACITY_EDGES[0]
         seq, used = seq[:, slots].transpose(1, 0, 2), used[:, slots].T  # (N', 2P + 1, 2), (N', 2P + 1)
         xs, ys = seq[used][:, 0], seq[used][:, 1]
         out.append(_lines(xs.astype(np.float32), ys.astype(np.float32), "rgba(255,255,255,0.45)", 1,
@@ -426,27 +432,37 @@ def _panel(
     return traces, owner, pos_list
 
 
-def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[dict]:
+def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[tuple[str, str, str]]:
+    """(symbol, colour, name) rows of the denoising view's key."""
     stage = view.stage % traj.num_stages
     confident = traj.scores[:, stage] >= view.score_threshold  # (S, N)
     used = set(np.unique(traj.labels[:, stage][confident]).tolist())
     used |= set(traj.detections.labels[traj.detections.scores >= view.score_threshold].tolist())
     if view.classes_shown is not None:
         used &= set(view.classes_shown)
-    keys = [_legend_key(traj.class_names[k], class_colour(k)) for k in sorted(used)]
-    keys.append(_legend_key(f"score < {OPACITY_EDGES[0]:g}", FAINT_COLOUR))
-    keys.append(_legend_key("noise in", NOISE_COLOUR))
+    keys = [("━━", class_colour(k), traj.class_names[k]) for k in sorted(used)]
+    keys.append(("━━", "#9CA3AF", f"score < {OPACITY_EDGES[0]:g}"))
+    keys.append(("━━", "#9CA3AF", "noise in"))
     if traj.renewed is not None and traj.renewed.any():
-        keys.append(_legend_key("renewed", FRESH_COLOUR, dash="dot"))
-        keys.append(_legend_key("to renew", RENEW_COLOUR, symbol="x-thin-open"))
+        keys.append(("┅┅", FRESH_COLOUR, "renewed"))
+        keys.append(("✕", RENEW_COLOUR, "to renew"))
     if traj.from_heatmap is not None and traj.from_heatmap.any():
-        keys.append(_legend_key("from heatmap", HEATMAP_COLOUR))
+        keys.append(("━━", HEATMAP_COLOUR, "from heatmap"))
     if has_gt and view.show_gt:
-        keys.append(_legend_key("ground truth", GT_COLOUR, dash="dash"))
+        keys.append(("╍╍", GT_COLOUR, "ground truth"))
     return keys
 
 
-def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], active: int) -> dict:
+def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: float = 1.0) -> dict:
+    """A legend drawn as one annotation (coloured symbols + names): unlike legend traces, it adds nothing to the
+    per-trace work of every slider step."""
+    text = "<br>".join(f"<span style='color:{colour}'><b>{symbol}</b></span> {name}" for symbol, colour, name in rows)
+    return {"text": text, "x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "left", "yanchor": "top",
+            "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
+
+
+def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], active: int, x: float = 0.02,
+            length: float = 0.96) -> dict:
     """One restyle slider over positions. Each step sets ``visible`` of the position-owned traces only (passing
     their indices), so the image, ground truth and legend keys are left alone. With two panels of different
     lengths, panel i shows the position at the same fraction of its run."""
@@ -463,7 +479,7 @@ def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], act
                       "value": longest[p].label, "execute": True})
     show_ticks = count <= 13
     return {
-        "active": active, "steps": steps, "x": 0.02, "len": 0.96, "y": 0, "yanchor": "top", "pad": {"t": 8, "b": 4},
+        "active": active, "steps": steps, "x": x, "len": length, "y": 0, "yanchor": "top", "pad": {"t": 8, "b": 4},
         "currentvalue": {"visible": not show_ticks, "prefix": "position ", "xanchor": "left", "font": {"size": 12}},
         "font": {"size": 10, "color": "#374151" if show_ticks else "rgba(0,0,0,0)"},
         "ticklen": 4, "transition": {"duration": 0}, "name": "step",
@@ -490,14 +506,15 @@ def denoise_figure(
     for trace, o in zip(traces, owner):
         trace["visible"] = o is None or o == active
     keys = _legend_keys(traj, view, gt_boxes is not None and len(gt_boxes) > 0)
-    xaxis, yaxis = image_axes(image.width, image.height)
-    slider = _slider([owner + [None] * len(keys)], [pos_list], active)
+    xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
+    slider = _slider([owner], [pos_list], active, length=0.8)
     layout = {
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
-        "sliders": [slider], "legend": _legend_layout(), "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
+        "sliders": [slider], "showlegend": False, "annotations": [key_annotation(keys, x=0.84)],
+        "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
         "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width]},
     }
-    return make_figure(traces + keys, layout)
+    return make_figure(traces, layout)
 
 
 def compare_figure(
