@@ -399,8 +399,17 @@ class Explorer:
         return (status, views["denoise"], views["stats"], heat, target, views["results"], views["table"],
                 views["metrics"], [str(coco_path), str(json_path), str(npz_path)], str(npz_path), profile_update)
 
+    def detect_or_explain(self, *args: Any) -> tuple:
+        """``detect`` for the image-change event: a problem (a corrupt upload...) becomes a warning toast, the
+        status line and a message in the plot instead of error badges on every output."""
+        try:
+            return self.detect(*args)
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+            return self.empty_outputs(f"**Cannot run:** {exc.message}")
+
     def empty_outputs(self, message: str) -> tuple:
-        empty = F.message_figure(message)
+        empty = F.message_figure(re.sub(r"[*`]", "", message))
         return (message, empty, None, None, None, None, None, "", None, None, gr.update(choices=[], value=None))
 
     def _views(self, traj: Trajectory, source: F.ImageSource, gt: GroundTruth | None, display: Display) -> dict:

@@ -192,7 +192,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
 
         detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+        image_in.change(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
+                        **model_event)
         api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
                                              score_threshold], [api_json, api_file], api_name="predict",
                       **model_event)

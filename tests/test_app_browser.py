@@ -191,6 +191,8 @@ def test_corrupt_upload_shows_a_message_and_the_app_keeps_working(page, app_env:
     page.locator("#input-image input[type=file]").set_input_files(str(path))
     toast = page.locator(".toast-body").filter(has_text=message)
     toast.first.wait_for()
+    page.wait_for_function("(m) => document.querySelector('#status').innerText.includes(m)", arg=message)
+    assert "Cannot run" in page.locator("#status").inner_text()
     assert "Traceback" not in page.locator("body").inner_text()
     shot(page, "09_corrupt_upload")
     # The server still serves: an example runs again.

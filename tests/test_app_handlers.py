@@ -274,3 +274,11 @@ def test_uploaded_checkpoint_asking_for_huge_inputs_is_refused(explorer: Explore
     save_checkpoint(build_model(TINY.replace(min_size_test=3000, max_size_test=4000)), path, dtype=torch.float16)
     with pytest.raises(gr.Error, match="at most 1333 pixels"):
         detect(explorer, example, upload=str(path))
+
+
+def test_image_change_explains_instead_of_failing(explorer: Explorer, app_env: support.AppEnv) -> None:  # noqa
+    path, message = support.bad_uploads(app_env.work_dir / "explain")["not_image"]
+    args = {**SAMPLER, **DISPLAY, **VIEWS}
+    out = explorer.detect_or_explain(str(path), None, True, CHECKPOINT_NAME, None, *args.values())
+    assert out[0].startswith("**Cannot run:**") and message in out[0]
+    assert message in json.dumps(out[1].to_dict())
