@@ -192,7 +192,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     # 5. Per image: pool, NMS, threshold, back to the image's own pixels.
     return [
         _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], sizes_hw[i], pairs,
-                      num, num_from_heatmap, peaks[i])
+                      num, num_from_heatmap, peaks[i], seeds[i])
         for i in range(len(images))
     ]
 
@@ -200,7 +200,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
 def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidates: list, rec: dict[str, list[Tensor]],
                   heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, size_hw: Tensor,
                   pairs: list[tuple[int, int]], num: int, num_from_heatmap: int,
-                  peaks: dict[str, Tensor] | None) -> Trajectory:
+                  peaks: dict[str, Tensor] | None, seed: int) -> Trajectory:
     boxes = torch.cat([c[0] for c in candidates])  # (C, 4)
     scores = torch.cat([c[1] for c in candidates])
     labels = torch.cat([c[2] for c in candidates])
@@ -222,7 +222,7 @@ def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidate
         heatmap = heat[i, :, : -(-h // stride), : -(-w // stride)].cpu().numpy()
         heat_stride = float(stride / back[:2].mean())
     settings = {k: v for k, v in asdict(options).items()}
-    settings.update(num_proposals=num, num_from_heatmap=num_from_heatmap,
+    settings.update(seed=int(seed), num_proposals=num, num_from_heatmap=num_from_heatmap,
                     heatmap_peaks=0 if peaks is None else int(peaks["scores"].numel()))
     traj = Trajectory(image_size_hw=orig_hw, class_names=cfg.class_names, times=pairs, detections=detections,
                       heatmap=heatmap, heatmap_stride=heat_stride, settings=settings)

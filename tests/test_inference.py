@@ -66,6 +66,7 @@ def test_same_seed_same_trajectory_different_seed_different(tiny_model, rgb_imag
     opts = SamplerOptions(steps=2)
     a, b, c = (sample(tiny_model, [rgb_image], opts, seed=s)[0] for s in (7, 7, 8))
     assert np.array_equal(a.boxes_xyxy, b.boxes_xyxy) and np.array_equal(a.detections.scores, b.detections.scores)
+    assert a.settings["seed"] == 7 and c.settings["seed"] == 8
     assert not np.allclose(a.boxes_in_xyxy, c.boxes_in_xyxy)
 
 
