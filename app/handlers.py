@@ -595,6 +595,17 @@ class Explorer:
         """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders)."""
         if not image_path:
             return F.message_figure("Pick an image (and ground truth) to see its heatmap target.")
+        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                           traj_file, checkpoint, upload)
+        figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
+                                 _num(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class,
+                                 profile_box)
+        return figure
+
+    def _target_inputs(self, image_path: str, gt_file: str | None, use_example_gt: bool, traj_file: str | None,
+                       checkpoint: str | None, upload: str | None) -> tuple:
+        """What the target view draws from: the image, its size, class names, ground truth, and the run's trajectory
+        (when it belongs to this image) or else the chosen checkpoint's config."""
         source = self.image_source(image_path, light=True)
         image_hw = (source.height, source.width)
         traj = self.trajectory(traj_file)
@@ -603,10 +614,7 @@ class Explorer:
         cfg = self.config(checkpoint, upload) if traj is None else None
         class_names = traj.class_names if traj is not None else cfg.class_names
         gt, _ = self.ground_truth(image_path, image_hw, gt_file, use_example_gt, class_names)
-        figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
-                                 _num(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class,
-                                 profile_box)
-        return figure
+        return source, image_hw, class_names, gt, traj, cfg
 
     def target_boxes_update(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                             traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
@@ -615,14 +623,8 @@ class Explorer:
         if not image_path:
             return F.message_figure("Pick an image (and ground truth) to see its heatmap target."), \
                 gr.update(choices=[], value=None)
-        source = self.image_source(image_path, light=True)
-        image_hw = (source.height, source.width)
-        traj = self.trajectory(traj_file)
-        if traj is not None and tuple(traj.image_size_hw) != image_hw:
-            traj = None
-        cfg = self.config(checkpoint, upload) if traj is None else None
-        class_names = traj.class_names if traj is not None else cfg.class_names
-        gt, _ = self.ground_truth(image_path, image_hw, gt_file, use_example_gt, class_names)
+        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                           traj_file, checkpoint, upload)
         return self._target(source, image_hw, class_names, gt, traj, cfg,
                             _num(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class, 0)
 
