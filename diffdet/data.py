@@ -589,3 +589,18 @@ def build_train_loader(
     sampler = InfiniteSampler(len(dataset), seed, rank, world_size, skip=start_iter * batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_detection, persistent_workers=num_workers > 0)
+
+
+def load_split(path: str, fmt: str, split: str, class_names: Sequence[str], cache_dir: str | Path | None = None,
+               verify_md5: bool = True, skip_bad: bool = False) -> DatasetSplit:
+    """One split from the command line's data argument: a PROPS folder/archive (``fmt="props"``) or, for
+    ``fmt="coco"``, ``JSON_PATH:IMAGE_DIR`` (the split name is then ignored)."""
+    if fmt == "props":
+        return load_props(path, split, cache_dir=cache_dir, class_names=class_names, verify_md5=verify_md5,
+                          skip_bad=skip_bad)
+    if fmt != "coco":
+        raise ValueError(f"data format must be 'props' or 'coco', got {fmt!r}")
+    json_path, _, image_dir = path.partition(":")
+    if not image_dir:
+        raise ValueError(f"COCO data must be given as JSON_PATH:IMAGE_DIR, got {path!r}")
+    return load_coco(json_path, image_dir, skip_bad=skip_bad)

@@ -182,7 +182,7 @@ def cli(argv: list[str]) -> int:
     from pathlib import Path
 
     from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions
-    from diffdet.train import TrainOptions, load_split
+    from diffdet.data import load_split
     from diffdet.weights import load_checkpoint
 
     parser = argparse.ArgumentParser(prog="python -m diffdet eval", description="Score a checkpoint with pycocotools.")
@@ -202,8 +202,7 @@ def cli(argv: list[str]) -> int:
     try:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_checkpoint(args.checkpoint, device=device)
-        split = load_split(args.data, args.data_format, args.split, model.cfg.class_names,
-                           TrainOptions(data=args.data, out=""))
+        split = load_split(args.data, args.data_format, args.split, model.cfg.class_names)
         if args.limit:
             split.samples = split.samples[: args.limit]
         overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init, "record": False}

@@ -146,7 +146,8 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         peaks = [decode_peaks(heat[i], stride, max_peaks=50, min_score=0.1) for i in range(len(images))]
 
     # 3. Initial proposals x_T.
-    drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], sizes_hw[i].flip(0).cpu().float(), scale, g)
+    images_wh = sizes_hw.flip(1).cpu().float()  # (B, 2) model-input sizes as (w, h)
+    drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
              for i, g in enumerate(generators)]
     x = torch.stack([d[0] for d in drawn]).to(device)  # (B, N, 4)
     from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N), updated as slots are renewed
@@ -175,7 +176,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
             x = ddim_step(x, pred_x0, t, t_next, alphas_cumprod, options.eta, noise)
             if options.box_renewal:
                 keep = best_score > options.renewal_threshold  # (B, N)
-                fresh = [_proposal_signal(num, num_from_heatmap, peaks[i], sizes_hw[i].flip(0).cpu().float(), scale, g)
+                fresh = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
                          for i, g in enumerate(generators)]
                 x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device))
                 renewed = ~keep
@@ -221,7 +222,7 @@ def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidate
         h, w = (int(v) for v in size_hw)
         heatmap = heat[i, :, : -(-h // stride), : -(-w // stride)].cpu().numpy()
         heat_stride = float(stride / back[:2].mean())
-    settings = {k: v for k, v in asdict(options).items()}
+    settings = asdict(options)
     settings.update(seed=int(seed), num_proposals=num, num_from_heatmap=num_from_heatmap,
                     heatmap_peaks=0 if peaks is None else int(peaks["scores"].numel()))
     traj = Trajectory(image_size_hw=orig_hw, class_names=cfg.class_names, times=pairs, detections=detections,

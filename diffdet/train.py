@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
 from diffdet.config import PRESETS, DiffDetConfig, add_config_arguments, config_from_arguments, get_preset
 from diffdet.criterion import SetCriterion
-from diffdet.data import DatasetSplit, DetectionDataset, _mix64, build_train_loader, load_coco, load_props
+from diffdet.data import DatasetSplit, DetectionDataset, _mix64, build_train_loader, load_split
 from diffdet.diffusion import corrupt_boxes, pad_ground_truth
 from diffdet.model import DiffusionDet, build_model
 from diffdet.weights import check_state_dict, load_checkpoint, save_checkpoint
@@ -100,14 +100,8 @@ class TrainOptions:
     stop_after: int | None = None        # leave the loop after this iteration without saving (simulates a kill)
 
 
-def load_split(path: str, fmt: str, split: str, class_names: tuple[str, ...], options: TrainOptions) -> DatasetSplit:
-    if fmt == "props":
-        return load_props(path, split, cache_dir=options.cache_dir, class_names=class_names,
-                          verify_md5=options.verify_md5, skip_bad=options.skip_bad)
-    json_path, _, image_dir = path.partition(":")
-    if not image_dir:
-        raise ValueError(f"COCO data must be given as JSON_PATH:IMAGE_DIR, got {path!r}")
-    return load_coco(json_path, image_dir, skip_bad=options.skip_bad)
+def _split_options(options: TrainOptions) -> dict[str, Any]:
+    return {"cache_dir": options.cache_dir, "verify_md5": options.verify_md5, "skip_bad": options.skip_bad}
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -152,7 +146,7 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
-    train_split = load_split(options.data, options.data_format, "train", cfg.class_names, options)
+    train_split = load_split(options.data, options.data_format, "train", cfg.class_names, **_split_options(options))
     if options.data_format == "coco":
         cfg = cfg.replace(class_names=train_split.class_names) if train_split.class_names != cfg.class_names else cfg
     if train_split.num_skipped:
@@ -160,7 +154,7 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     val_split = None
     if cfg.eval_every > 0 and rank == 0:
         val_source = options.val_data or options.data
-        val_split = load_split(val_source, options.data_format, "val", cfg.class_names, options)
+        val_split = load_split(val_source, options.data_format, "val", cfg.class_names, **_split_options(options))
         if options.eval_images:
             val_split.samples = val_split.samples[: options.eval_images]
 
@@ -200,6 +194,7 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     loader = build_train_loader(dataset, per_rank_batch, options.seed, start_iter=start_iter,
                                 num_workers=options.workers, rank=rank, world_size=world)
     use_amp = options.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
 
     from tqdm import tqdm
@@ -215,8 +210,7 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
         generator = torch.Generator().manual_seed(_mix64(options.seed, iteration, rank, 7))
         targets = [{**t, "boxes_xyxy": t["boxes_xyxy"].to(device), "labels": t["labels"].to(device),
                     "image_size_hw": t["image_size_hw"].to(device)} for t in targets]
-        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             outputs = step_module(images, targets, generator)
         outputs = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in outputs.items()}
         losses = criterion(outputs, targets)

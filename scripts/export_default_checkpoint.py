@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from diffdet.evaluate import evaluate_model, format_table  # noqa: E402
 from diffdet.inference import SamplerOptions  # noqa: E402
-from diffdet.train import TrainOptions, load_split  # noqa: E402
+from diffdet.data import load_split  # noqa: E402
 from diffdet.weights import load_checkpoint, read_metadata, save_checkpoint  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     run = Path(args.run)
     model = load_checkpoint(run / "model.safetensors")
     iteration = read_metadata(run / "model.safetensors").get("iteration", "?")
-    split = load_split(args.data, "props", "val", model.cfg.class_names, TrainOptions(data=args.data, out=""))
+    split = load_split(args.data, "props", "val", model.cfg.class_names)
     split.samples = split.samples[: args.eval_images]
     results = {}
     for steps in (1, 4):
