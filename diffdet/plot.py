@@ -86,8 +86,9 @@ def cli(argv: list[str]) -> int:
         elif out.suffix == ".png":
             try:
                 fig.write_image(out)
-            except Exception as exc:  # noqa: BLE001 - plotly's image export needs the optional kaleido package
-                raise ValueError(f"PNG export needs kaleido ({exc}); write .html instead") from exc
+            except Exception as exc:  # noqa: BLE001 - plotly's image export needs kaleido and a Chrome/Chromium
+                raise ValueError(f"PNG export needs the kaleido package and a Chrome or Chromium browser ({exc}); "
+                                 "write .html instead") from exc
         else:
             raise ValueError(f"--out must end in .html or .png, got {out.name}")
     except ValueError as exc:

@@ -35,3 +35,14 @@ def test_cli_writes_html_and_rejects_bad_input(tmp_path):
     (tmp_path / "bad" / "metrics.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="line 1"):
         read_evals(tmp_path / "bad")
+
+
+def test_cli_writes_png(tmp_path):
+    import cv2
+
+    runs = [write_run(tmp_path / f"heat_seed{s}", [10 + s, 20 + s]) for s in (0, 1)]
+    out = tmp_path / "curve.png"
+    assert cli([*map(str, runs), "--out", str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[:2] == (480, 1200)
+    assert image.std() > 10  # something was drawn, not a blank canvas
