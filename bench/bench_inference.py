@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from diffdet.config import get_preset  # noqa: E402
+from diffdet.head import RoIPooler, multilevel_roi_align  # noqa: E402
 from diffdet.heatmap import synthesize_heatmap  # noqa: E402
 from diffdet.inference import SamplerOptions, sample  # noqa: E402
 from diffdet.model import build_model  # noqa: E402
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=20, help="paired runs for the recording overhead")
     args = parser.parse_args()
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -63,6 +65,33 @@ def main() -> None:
             b1_plain = timed(lambda: sample(model, images[:1], norec), args.repeats)
             b8 = timed(lambda: sample(model, images, rec), max(1, args.repeats - 1)) / 8
             print(f"{num:>9} {steps:>5} {b1:>8.3f} {b1_plain:>9.3f} {b1 / b1_plain - 1:>7.1%} {b8:>8.3f} {b8 / b1:>6.2f}")
+
+    # Recording overhead at the target setting, as the median of paired runs (recording, plain) taken back to back,
+    # so slow drifts of a shared machine cancel out.
+    rec, norec = SamplerOptions(steps=1, num_proposals=300), SamplerOptions(steps=1, num_proposals=300, record=False)
+    ratios = []
+    for _ in range(args.pairs):
+        start = time.perf_counter()
+        sample(model, images[:1], rec)
+        middle = time.perf_counter()
+        sample(model, images[:1], norec)
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
+    print(f"recording overhead, 300 proposals, 1 step, {args.pairs} paired runs: median {q2 - 1:+.1%} "
+          f"(quartiles {q1 - 1:+.1%} .. {q3 - 1:+.1%})")
+
+    # RoI pooling of one head stage (300 boxes, 256 channels): torchvision's roi_align per level vs the gather pooler.
+    feats = [torch.randn(1, 256, 480 // s, 640 // s, device=device) for s in (4, 8, 16, 32)]
+    centres = torch.tensor(rng.uniform(0, 1, (1, 300, 2)) * [640, 480], dtype=torch.float32, device=device)
+    sizes = torch.tensor(rng.uniform(10, 250, (1, 300, 2)), dtype=torch.float32, device=device)
+    boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=-1)
+    with torch.inference_mode():
+        t_tv = timed(lambda: multilevel_roi_align(feats, boxes, (4, 8, 16, 32), 7, 2), 10)
+        t_table = timed(lambda: RoIPooler(feats, (4, 8, 16, 32), 7, 2), 10)
+        pooler = RoIPooler(feats, (4, 8, 16, 32), 7, 2)
+        t_pool = timed(lambda: pooler(boxes), 10)
+    print(f"RoI pooling, 300 boxes, one stage: torchvision roi_align per level {t_tv * 1000:.1f} ms, "
+          f"RoIPooler {t_pool * 1000:.1f} ms (+ {t_table * 1000:.1f} ms once per head call): {t_tv / t_pool:.1f}x")
 
     tiny = build_model(get_preset("tiny")).to(device).eval()
     for steps in (1, 4):

@@ -6,6 +6,7 @@ converter only renames the backbone.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +43,10 @@ def roi_levels(boxes_xyxy: Tensor, canonical_size: float = 224.0, canonical_leve
 
 def multilevel_roi_align(features: list[Tensor], boxes_xyxy: Tensor, strides: tuple[int, ...],
                          output_size: int, sampling_ratio: int) -> Tensor:
-    """RoIAlign (aligned=True) of each box from its own FPN level.
+    """RoIAlign (aligned=True) of each box from its own FPN level, with torchvision's ``roi_align`` per level.
 
-    torchvision's MultiScaleRoIAlign uses aligned=False, so levels are mapped here and roi_align called per level.
+    torchvision's MultiScaleRoIAlign uses aligned=False, so levels are mapped here. The head uses ``RoIPooler``,
+    which gives the same numbers faster; this is its reference and its path for an adaptive sampling ratio (0).
 
     Args:
         features: [P2..P5], each (B, C, H_l, W_l); boxes_xyxy (Tensor[B, N, 4]) pixels of the padded input.
@@ -68,6 +70,79 @@ def multilevel_roi_align(features: list[Tensor], boxes_xyxy: Tensor, strides: tu
     return out  # (B*N, C, S, S)
 
 
+def _axis_taps(start: Tensor, length: Tensor, size: Tensor, bins: int, ratio: int) -> tuple[Tensor, Tensor]:
+    """Bilinear taps of RoIAlign's sample points along one axis, with torchvision's edge rules.
+
+    Args:
+        start, length, size (Tensor[M]): box start and length in feature cells, the map's size along the axis.
+    Returns:
+        index (Tensor[M, bins, 2 * ratio], int64) and weight (Tensor[M, bins, 2 * ratio]): for every bin, the
+        low/high cell of each of its ``ratio`` sample points. Points beyond [-1, size] weigh 0; points below 0
+        read cell 0; points past the last cell read the last cell.
+    """
+    step = (length / bins)[:, None, None]  # (M, 1, 1) bin size
+    bin_index = torch.arange(bins, device=start.device, dtype=start.dtype)[:, None]  # (bins, 1)
+    sub = torch.arange(ratio, device=start.device, dtype=start.dtype) + 0.5  # (ratio,)
+    # torchvision's order of operations, so the sample points round the same way.
+    pos = (start[:, None, None] + bin_index * step + sub * step / ratio).flatten(1)  # (M, bins*ratio)
+    last = (size - 1).to(pos.dtype)[:, None]
+    inside = (pos >= -1.0) & (pos <= size[:, None])
+    pos = pos.clamp(min=0)
+    low = torch.minimum(pos.floor(), last)
+    frac = torch.where(low < last, pos - low, torch.zeros_like(pos))
+    high = torch.minimum(low + 1, last)
+    weight = torch.stack([1 - frac, frac], dim=-1) * inside[..., None]  # (M, bins*ratio, 2)
+    index = torch.stack([low, high], dim=-1).long()
+    return index.view(-1, bins, 2 * ratio), weight.view(-1, bins, 2 * ratio)
+
+
+class RoIPooler:
+    """RoIAlign (aligned=True, fixed sampling ratio) of each box from its own FPN level as one weighted gather.
+
+    The FPN maps are laid out once, channels last, as the rows of one table; every output bin is then the
+    weighted sum of the table rows its bilinear sample points touch (``F.embedding_bag``, mode "sum"). The
+    numbers are torchvision's ``roi_align`` with the per-level mapping of ``roi_levels`` (see
+    ``multilevel_roi_align``); on a CPU it is several times faster, and it returns the (M, S*S, C) layout that
+    the dynamic convolution reads. Built once per head call: the features do not change between stages.
+    """
+
+    def __init__(self, features: list[Tensor], strides: tuple[int, ...], output_size: int, sampling_ratio: int) -> None:
+        if sampling_ratio <= 0:
+            raise ValueError("RoIPooler needs a fixed sampling ratio >= 1; use multilevel_roi_align for adaptive (0)")
+        self.output_size, self.ratio, self.strides = output_size, sampling_ratio, strides
+        self.batch, self.channels = features[0].shape[:2]
+        # Rows: level-major, then image, then cell (y, x). (L,) sizes and first rows per level.
+        self.table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, self.channels) for f in features])  # (R, C)
+        device = features[0].device
+        self.heights = torch.tensor([f.shape[2] for f in features], device=device)
+        self.widths = torch.tensor([f.shape[3] for f in features], device=device)
+        counts = self.heights * self.widths * self.batch
+        self.level_start = torch.cumsum(counts, 0) - counts
+        self.inv_strides = torch.tensor([1.0 / s for s in strides], device=device)
+
+    def __call__(self, boxes_xyxy: Tensor) -> Tensor:
+        """boxes_xyxy (Tensor[B, N, 4]) pixels of the padded input -> Tensor[B * N, S * S, C]."""
+        batch, num_boxes = boxes_xyxy.shape[:2]
+        s, g = self.output_size, self.ratio
+        with torch.no_grad():
+            flat = boxes_xyxy.reshape(-1, 4).float()  # (M, 4)
+            level = roi_levels(flat) - 2  # (M,) index into the level tables
+            image = torch.arange(batch, device=flat.device).repeat_interleave(num_boxes)  # (M,)
+            height, width, scale = self.heights[level], self.widths[level], self.inv_strides[level]
+            x1, y1 = flat[:, 0] * scale - 0.5, flat[:, 1] * scale - 0.5
+            x2, y2 = flat[:, 2] * scale - 0.5, flat[:, 3] * scale - 0.5
+            iy, wy = _axis_taps(y1, y2 - y1, height, s, g)  # (M, S, 2g)
+            ix, wx = _axis_taps(x1, x2 - x1, width, s, g)
+            first = self.level_start[level] + image * height * width  # (M,) first row of the box's map
+            rows = first[:, None, None, None, None] + iy[:, :, None, :, None] * width[:, None, None, None, None] \
+                + ix[:, None, :, None, :]  # (M, S, S, 2g, 2g)
+            weights = wy[:, :, None, :, None] * wx[:, None, :, None, :] / (g * g)
+        taps = 4 * g * g
+        pooled = F.embedding_bag(rows.reshape(-1, taps), self.table, per_sample_weights=weights.reshape(-1, taps)
+                                 .to(self.table.dtype), mode="sum")  # (M*S*S, C)
+        return pooled.view(batch * num_boxes, s * s, self.channels)
+
+
 class DynamicConv(nn.Module):
     """Per-box dynamic interaction: each box's feature generates two matrices applied to its RoI features."""
 
@@ -81,8 +156,19 @@ class DynamicConv(nn.Module):
         self.out_layer = nn.Linear(d * cfg.pooler_resolution**2, d)
         self.norm3 = nn.LayerNorm(d)
 
+    # Boxes per chunk on a CPU: the per-box intermediates ((M, S*S, D) and (M, 2*D*r)) of ~128 boxes stay in the
+    # caches; 8 x 300 boxes in one piece spend their time streaming them through memory (bench/RESULTS.md).
+    # Up to ``chunk_above`` boxes (one image's proposals) run in one piece, where chunks measured slower.
+    chunk_boxes, chunk_above = 128, 512
+
     def forward(self, box_features: Tensor, roi_features: Tensor) -> Tensor:
-        """box_features (M, D), roi_features (M, S*S, D) -> (M, D)."""
+        """box_features (M, D), roi_features (M, S*S, D) -> (M, D), on a CPU in chunks when M > ``chunk_above``."""
+        if box_features.shape[0] <= self.chunk_above or box_features.device.type != "cpu":
+            return self._interact(box_features, roi_features)
+        return torch.cat([self._interact(b, r) for b, r in zip(box_features.split(self.chunk_boxes),
+                                                                 roi_features.split(self.chunk_boxes))])
+
+    def _interact(self, box_features: Tensor, roi_features: Tensor) -> Tensor:
         d, r = self.hidden_dim, self.dim_dynamic
         params = self.dynamic_layer(box_features)  # (M, 2*D*r)
         w1 = params[:, : d * r].view(-1, d, r)  # (M, D, r)
@@ -119,10 +205,11 @@ class RCNNStage(nn.Module):
         self.class_logits = nn.Linear(d, cfg.num_classes)
         self.bboxes_delta = nn.Linear(d, 4)
 
-    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, box_features: Tensor | None,
-                time_emb: Tensor, strides: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, pool: Callable[[Tensor], Tensor], boxes_xyxy: Tensor, box_features: Tensor | None,
+                time_emb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """
         Args:
+            pool: boxes (B, N, 4) -> RoI features (B*N, S*S, D) of the image features (see ``DynamicHead.pooler``).
             boxes_xyxy (Tensor[B, N, 4]): current boxes, pixels; box_features (Tensor[B, N, D]) or None at stage 0;
             time_emb (Tensor[B, 4D]).
         Returns:
@@ -130,9 +217,7 @@ class RCNNStage(nn.Module):
         """
         batch, num_boxes = boxes_xyxy.shape[:2]
         d = self.cfg.hidden_dim
-        res = self.cfg.pooler_resolution
-        roi = multilevel_roi_align(features, boxes_xyxy, strides, res, self.cfg.sampling_ratio)  # (B*N, D, S, S)
-        roi = roi.flatten(2).transpose(1, 2)  # (B*N, S*S, D)
+        roi = pool(boxes_xyxy)  # (B*N, S*S, D)
         if box_features is None:
             box_features = roi.mean(dim=1).view(batch, num_boxes, d)  # (B, N, D)
         attn, _ = self.self_attn(box_features, box_features, box_features, need_weights=False)
@@ -157,6 +242,7 @@ class DynamicHead(nn.Module):
         super().__init__()
         d = cfg.hidden_dim
         self.strides = strides
+        self.pooler_resolution, self.sampling_ratio = cfg.pooler_resolution, cfg.sampling_ratio
         self.time_mlp = nn.Sequential(SinusoidalEmbedding(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d))
         self.head_series = nn.ModuleList(RCNNStage(cfg) for _ in range(cfg.num_stages))
         self._reset_parameters(cfg.prior_prob)
@@ -169,13 +255,21 @@ class DynamicHead(nn.Module):
         for stage in self.head_series:
             nn.init.constant_(stage.class_logits.bias, bias)
 
+    def pooler(self, features: list[Tensor]) -> Callable[[Tensor], Tensor]:
+        """boxes (B, N, 4) -> RoI features (B*N, S*S, D): aligned RoIAlign from each box's FPN level."""
+        res, ratio = self.pooler_resolution, self.sampling_ratio
+        if ratio > 0:
+            return RoIPooler(features, self.strides, res, ratio)
+        return lambda boxes: multilevel_roi_align(features, boxes, self.strides, res, ratio).flatten(2).transpose(1, 2)
+
     def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """features [P2..P5]; boxes_xyxy (B, N, 4) pixels; t (B,) -> logits (L, B, N, K), boxes (L, B, N, 4)."""
         time_emb = self.time_mlp(t)  # (B, 4D)
+        pool = self.pooler(features)
         all_logits, all_boxes = [], []
         box_features = None
         for stage in self.head_series:
-            logits, boxes, box_features = stage(features, boxes_xyxy, box_features, time_emb, self.strides)
+            logits, boxes, box_features = stage(pool, boxes_xyxy, box_features, time_emb)
             all_logits.append(logits)
             all_boxes.append(boxes)
             boxes_xyxy = boxes.detach()

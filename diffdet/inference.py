@@ -137,7 +137,8 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
 
     # 2. Features once; the heatmap (and its peaks when proposals are drawn from it).
     with autocast:
-        features = model.features(batch)
+        # Channels-last activations: oneDNN's convolutions run about 20% faster this way on a CPU (bench/).
+        features = model.features(batch.contiguous(memory_format=torch.channels_last))
         heat_logits = model.heatmap_logits(features)
     heat = heat_logits.float().sigmoid() if heat_logits is not None else None  # (B, K, Hh, Wh)
     stride = model.heatmap_stride

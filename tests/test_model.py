@@ -1,7 +1,9 @@
 import torch
 
 from diffdet.backbone import Backbone, load_pretrained_body
-from diffdet.head import multilevel_roi_align, roi_levels
+import pytest
+
+from diffdet.head import RoIPooler, multilevel_roi_align, roi_levels
 from diffdet.model import build_model, resize_for_model
 
 
@@ -20,6 +22,51 @@ def test_multilevel_roi_align_reads_the_right_level():
     out = multilevel_roi_align(feats, boxes, (4, 8, 16, 32), 7, 2)
     assert out.shape == (4, 2, 7, 7)
     assert out[:, 0, 3, 3].tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+def _random_boxes(generator, batch, num, height, width):
+    """Boxes of every size, some touching or crossing the padded input's edges."""
+    centre = torch.rand(batch, num, 2, generator=generator) * torch.tensor([width, height]) * 1.2 - 10
+    size = torch.rand(batch, num, 2, generator=generator) ** 2 * torch.tensor([width, height]) + 0.5
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 3])
+def test_roi_pooler_matches_torchvision_roi_align(ratio):
+    generator = torch.Generator().manual_seed(ratio)
+    height, width, strides = 480, 640, (4, 8, 16, 32)
+    feats = [torch.randn(2, 5, height // s, width // s, generator=generator) for s in strides]
+    boxes = _random_boxes(generator, 2, 60, height, width)
+    boxes[0, 0] = torch.tensor([-30.0, -30.0, -12.0, -12.0])  # wholly outside: reads zeros
+    boxes[1, 0] = torch.tensor([630.0, 470.0, 650.0, 490.0])  # past the bottom-right corner
+    boxes[1, 1] = torch.tensor([0.0, 0.0, 640.0, 480.0])  # the whole image: level 5
+    expected = multilevel_roi_align(feats, boxes, strides, 7, ratio).flatten(2).transpose(1, 2)
+    got = RoIPooler(feats, strides, 7, ratio)(boxes)
+    assert got.shape == (120, 49, 5)
+    assert roi_levels(boxes.view(-1, 4)).unique().numel() == 4  # every level exercised
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_roi_pooler_gradient_matches_torchvision_roi_align():
+    generator = torch.Generator().manual_seed(0)
+    strides = (4, 8, 16, 32)
+    feats = [torch.randn(1, 3, 480 // s, 640 // s, generator=generator, requires_grad=True) for s in strides]
+    boxes = _random_boxes(generator, 1, 20, 480, 640)
+    boxes[0, 0] = torch.tensor([0.0, 0.0, 640.0, 480.0])
+    upstream = torch.randn(20, 49, 3, generator=generator)
+    (RoIPooler(feats, strides, 7, 2)(boxes) * upstream).sum().backward()
+    got = [f.grad.clone() for f in feats]
+    for f in feats:
+        f.grad = None
+    (multilevel_roi_align(feats, boxes, strides, 7, 2).flatten(2).transpose(1, 2) * upstream).sum().backward()
+    assert all(f.grad is not None for f in feats)  # every level received boxes
+    for g, f in zip(got, feats):
+        torch.testing.assert_close(g, f.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_roi_pooler_refuses_adaptive_sampling():
+    with pytest.raises(ValueError, match="sampling ratio"):
+        RoIPooler([torch.zeros(1, 1, 4, 4)], (4,), 7, 0)
 
 
 def test_forward_shapes_and_padding(tiny_cfg, tiny_model):
@@ -71,3 +118,16 @@ def test_resize_for_model_keeps_aspect():
     assert resized.shape == (3, 384, 512) and fx == fy == 0.8
     same, factors = resize_for_model(image, 480, 640)
     assert same.shape == (3, 480, 640) and factors == (1.0, 1.0)
+
+
+def test_dynamic_conv_chunks_give_the_same_result(tiny_cfg, monkeypatch):
+    from diffdet.head import DynamicConv
+
+    torch.manual_seed(0)
+    layer = DynamicConv(tiny_cfg).eval()
+    boxes = torch.randn(37, tiny_cfg.hidden_dim)
+    roi = torch.randn(37, tiny_cfg.pooler_resolution ** 2, tiny_cfg.hidden_dim)
+    whole = layer(boxes, roi)
+    monkeypatch.setattr(DynamicConv, "chunk_above", 8)
+    monkeypatch.setattr(DynamicConv, "chunk_boxes", 5)
+    torch.testing.assert_close(layer(boxes, roi), whole, atol=1e-5, rtol=1e-5)
