@@ -4,7 +4,7 @@
 
 Three phases, each skipped where its results already exist, so the command can be stopped and run again:
 1. train: for every seed, a run without the heatmap head (``baseline_seedN``) and one with it (``heatmap_seedN``),
-   same preset, data, schedule and seed; AP on the held-out renders at every ``--eval-every`` iterations
+   same preset, data, schedule and seed, then the focal-loss arm (``focal_seedN``, ``--focal-seeds``); AP on the held-out renders at every ``--eval-every`` iterations
    (``python -m diffdet train ... --resume``, so a killed run continues from its last checkpoint);
 2. infer: the final heatmap-head models scored at 1 step, at 1 step with heatmap-guided proposals, and at 4 steps;
 3. report: ``docs/convergence.png`` and ``.html`` (plot), and the tables between the markers of
@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from diffdet.plot import build_figure, read_evals  # noqa: E402
 
-ARMS = {"baseline": ["--use-heatmap", "false"], "heatmap": ["--use-heatmap", "true"]}
+ARMS = {"baseline": ["--use-heatmap", "false"], "heatmap": ["--use-heatmap", "true"],
+        # the focal-style heatmap loss instead of the paper's MSE (issue: which heatmap loss works better)
+        "focal": ["--use-heatmap", "true", "--heatmap-loss", "focal"]}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 # The paper's Table I (ResNet-50, 15k iterations on real PROPS), from ../shared/REFERENCE.md.
 PAPER_PER_CLASS = {
@@ -36,6 +38,8 @@ PAPER_PER_CLASS = {
     "gelatin_box": (55.481, 60.85), "potted_meat_can": (65.272, 70.77), "mug": (70.459, 75.43),
     "large_marker": (25.211, 34.40),
 }
+# The study's schedule (tiny preset on a CPU): short, so 6 runs fit in about 2 hours on 2 cores.
+DEFAULT_TRAIN_ARGS = ["--lr", "1.5e-4", "--lr-steps", "540", "--warmup-iters", "50", "--min-size-train", "320", "352", "384"]
 INFERENCE_SETTINGS = {  # name: (steps, heatmap_init)
     "1 step": (1, 0.0),
     "1 step, 50% proposals from heatmap peaks": (1, 0.5),
@@ -58,21 +62,24 @@ def finished(run: Path, iters: int) -> bool:
 def train_all(args: argparse.Namespace) -> None:
     timings_path = args.out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    for seed in args.seeds:  # arms interleaved per seed: a study cut short still has paired runs
-        for arm, flags in ARMS.items():
-            run = run_dir(args.out, arm, seed)
-            if finished(run, args.iters):
-                continue
-            command = [sys.executable, "-m", "diffdet", "train", "--config", args.config, "--data", str(args.data),
-                       "--out", str(run), "--iters", str(args.iters), "--seed", str(seed), "--resume",
-                       "--eval-every", str(args.eval_every), "--eval-images", str(args.eval_images),
-                       "--checkpoint-every", str(args.checkpoint_every), "--workers", "1", "--log-every", "16",
-                       *flags, *args.train_args]
-            print("+", " ".join(command), flush=True)
-            start = time.perf_counter()
-            subprocess.run(command, check=True, cwd=ROOT)
-            timings[run.name] = timings.get(run.name, 0.0) + time.perf_counter() - start
-            timings_path.write_text(json.dumps(timings, indent=1))
+    # Arms interleaved per seed, so a study cut short still has paired runs; the focal arm last.
+    plan = [(arm, seed) for seed in args.seeds for arm in ("baseline", "heatmap")]
+    plan += [("focal", seed) for seed in args.focal_seeds]
+    for arm, seed in plan:
+        flags = ARMS[arm]
+        run = run_dir(args.out, arm, seed)
+        if finished(run, args.iters):
+            continue
+        command = [sys.executable, "-m", "diffdet", "train", "--config", args.config, "--data", str(args.data),
+                   "--out", str(run), "--iters", str(args.iters), "--seed", str(seed), "--resume",
+                   "--eval-every", str(args.eval_every), "--eval-images", str(args.eval_images),
+                   "--checkpoint-every", str(args.checkpoint_every), "--workers", "1", "--log-every", "16",
+                   *flags, *args.train_args]
+        print("+", " ".join(command), flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT)
+        timings[run.name] = timings.get(run.name, 0.0) + time.perf_counter() - start
+        timings_path.write_text(json.dumps(timings, indent=1))
 
 
 def infer_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,11 +114,11 @@ def infer_all(args: argparse.Namespace) -> dict[str, Any]:
 
 def _mean_sd(values: list[float]) -> str:
     arr = np.asarray(values, dtype=float)
-    return f"{arr.mean():.1f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.1f}"
+    return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}" if len(arr) > 1 else f"{arr.mean():.1f}"
 
 
 def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
-    evals = {arm: {seed: read_evals(run_dir(args.out, arm, seed)) for seed in args.seeds
+    evals = {arm: {seed: read_evals(run_dir(args.out, arm, seed)) for seed in args.seeds + args.focal_seeds
                    if finished(run_dir(args.out, arm, seed), args.iters)} for arm in ARMS}
     seeds = sorted(set(evals["baseline"]) & set(evals["heatmap"]))
     if not seeds:
@@ -124,9 +131,11 @@ def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
     timings_path = args.out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     minutes = sum(timings.values()) / 60
+    speeds = [v for arm in ARMS for seed in evals[arm] for v in iteration_speeds(run_dir(args.out, arm, seed))]
     lines = [f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} per arm). AP on the first {args.eval_images} "
              f"held-out renders, 1 DDIM step, pycocotools, 0-100; mean ± sample standard deviation over seeds "
-             f"[min, max]. Training wall time of all runs: {minutes:.0f} min.", "",
+             f"[min, max]. Wall time of the training runs as recorded: {minutes:.0f} min over {len(timings)} runs; "
+             f"median training speed {1 / float(np.median(speeds)):.2f} s per iteration.", "",
              "### AP vs iteration", "",
              "| iteration | baseline AP | heatmap AP | difference (paired by seed) | baseline AP50 | heatmap AP50 |",
              "|---|---|---|---|---|---|"]
@@ -154,6 +163,14 @@ def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
     paper_b, paper_h = (float(np.mean(v)) for v in zip(*PAPER_PER_CLASS.values()))
     lines.append(f"| mean | {np.mean(ours_b):.1f} | {np.mean(ours_h):.1f} | {np.mean(ours_h) - np.mean(ours_b):+.1f} "
                  f"| {paper_b:.1f} | {paper_h:.1f} | {paper_h - paper_b:+.1f} |")
+    focal_seeds = sorted(set(evals["focal"]) & set(evals["heatmap"]))
+    if focal_seeds:
+        lines += ["", f"### Heatmap loss: the paper's MSE vs a focal-style loss (seeds {', '.join(map(str, focal_seeds))}, "
+                  "same schedule)", "", "| iteration | baseline (no heatmap) AP | MSE heatmap AP | focal heatmap AP |",
+                  "|---|---|---|---|"]
+        for it in iters:
+            cells = [_mean_sd([metric(arm, s, it) for s in focal_seeds]) for arm in ("baseline", "heatmap", "focal")]
+            lines.append(f"| {it} | {' | '.join(cells)} |")
     rows = [(name, [inference[run_dir(args.out, "heatmap", s).name][name] for s in seeds
                     if name in inference.get(run_dir(args.out, "heatmap", s).name, {})])
             for name in INFERENCE_SETTINGS]
@@ -168,6 +185,14 @@ def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def iteration_speeds(run: Path) -> list[float]:
+    """Iterations per second of each logging window of a run, less the windows that contain an evaluation."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    eval_iters = {r["iter"] for r in rows if "eval" in r}
+    speed_rows = [r for r in rows if "it_s" in r]
+    return [r["it_s"] for previous, r in zip(speed_rows, speed_rows[1:]) if previous["iter"] not in eval_iters]
+
+
 def metric_pc(evals: list[dict[str, Any]], it: int, name: str) -> float:
     row = next(r for r in evals if r["iter"] == it)
     return row["eval"].get("per_class", {}).get(name) or 0.0
@@ -175,9 +200,11 @@ def metric_pc(evals: list[dict[str, Any]], it: int, name: str) -> float:
 
 def report(args: argparse.Namespace, inference: dict[str, Any]) -> None:
     body = tables(args, inference)
-    runs = [run_dir(args.out, arm, s) for arm in ARMS for s in args.seeds if finished(run_dir(args.out, arm, s), args.iters)]
+    runs = [run_dir(args.out, arm, s) for arm in ("baseline", "heatmap") for s in args.seeds
+            if finished(run_dir(args.out, arm, s), args.iters)]
     fig = build_figure(runs)
-    docs = ROOT / "docs"
+    docs = args.docs
+    docs.mkdir(parents=True, exist_ok=True)
     fig.write_html(docs / "convergence.html", include_plotlyjs="cdn")
     fig.write_image(docs / "convergence.png", scale=1)
     doc = docs / "convergence.md"
@@ -185,7 +212,7 @@ def report(args: argparse.Namespace, inference: dict[str, Any]) -> None:
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
     doc.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-    print(f"wrote {doc}, docs/convergence.png and docs/convergence.html")
+    print(f"wrote {doc}, convergence.png and convergence.html beside it")
 
 
 def main() -> None:
@@ -194,15 +221,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs/study")
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--focal-seeds", type=int, nargs="*", default=[0], help="seeds of the focal-loss arm")
     parser.add_argument("--iters", type=int, default=640)
     parser.add_argument("--eval-every", type=int, default=128)
     parser.add_argument("--eval-images", type=int, default=200)
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the report goes")
     parser.add_argument("--checkpoint-every", type=int, default=64)
     parser.add_argument("--phases", nargs="+", choices=("train", "infer", "report"), default=["train", "infer", "report"])
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: more `python -m diffdet train` flags, the same for every run")
     args = parser.parse_args()
-    args.train_args = [a for a in args.train_args if a != "--"]
+    args.train_args = [a for a in args.train_args if a != "--"] or DEFAULT_TRAIN_ARGS
     args.out.mkdir(parents=True, exist_ok=True)
     if "train" in args.phases:
         train_all(args)
