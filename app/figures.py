@@ -402,34 +402,29 @@ def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions,
 def _panel(
     traj: Trajectory, image: ImageSource, view: ViewOptions, axes: tuple[str, str], gt_boxes: np.ndarray | None,
     gt_ious: dict[str, np.ndarray] | None, det_match: np.ndarray | None, caption_prefix: str = "",
-) -> tuple[list[dict], list[int | None], list[Position]]:
-    """Traces of one denoising panel and, per trace, the slider position that shows it (None = always shown)."""
+) -> tuple[list[dict], list[list[dict]], list[Position]]:
+    """Traces of one denoising panel: those shown at every position (image, ground truth) and, per slider position,
+    the traces that position shows."""
     if not traj.recorded:
         raise ValueError("the trajectory was run with record=False; the denoising view needs the per-step boxes")
     pos_list = positions(traj, view.stage)
-    traces: list[dict] = [image.trace(*axes)]
-    owner: list[int | None] = [None]
+    static: list[dict] = [image.trace(*axes)]
     if view.show_gt and gt_boxes is not None and len(gt_boxes):
         xs, ys = rect_path(gt_boxes)
         width = max(1.0, view.line_width * 0.75)
-        traces.append(_lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes))
-        traces.append(_lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes))
-        owner.extend([None, None])
-    for p, track in enumerate(_track_traces(traj, pos_list, view, axes)):
-        if track:
-            traces.append(track)
-            owner.append(p)
-    for p, pos in enumerate(pos_list):
-        for trace in _position_traces(traj, pos, view, axes, gt_ious, det_match):
-            traces.append(trace)
-            owner.append(p)
+        static.append(_lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes))
+        static.append(_lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes))
+    per_position: list[list[dict]] = []
+    for pos, track in zip(pos_list, _track_traces(traj, pos_list, view, axes)):
+        traces = [track] if track else []
+        traces.extend(_position_traces(traj, pos, view, axes, gt_ious, det_match))
         # The position's caption just above the image, switched with its boxes.
-        traces.append({"type": "scatter", "mode": "text", "x": [0], "y": [0], "text": [f"<b>{caption_prefix}{pos.title}</b>"],
-                       "textposition": "top right", "cliponaxis": False, "hoverinfo": "skip", "showlegend": False,
-                       "name": "caption", "textfont": {"size": 13, "color": "#111827"},
-                       "xaxis": axes[0], "yaxis": axes[1]})
-        owner.append(p)
-    return traces, owner, pos_list
+        traces.append({"type": "scatter", "mode": "text", "x": [0], "y": [0],
+                       "text": [f"<b>{caption_prefix}{pos.title}</b>"], "textposition": "top right",
+                       "cliponaxis": False, "hoverinfo": "skip", "showlegend": False, "name": "caption",
+                       "textfont": {"size": 13, "color": "#111827"}, "xaxis": axes[0], "yaxis": axes[1]})
+        per_position.append(traces)
+    return static, per_position, pos_list
 
 
 def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[tuple[str, str, str]]:
@@ -461,21 +456,76 @@ def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: floa
             "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
 
 
-def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], active: int, x: float = 0.02,
-            length: float = 0.96) -> dict:
-    """One restyle slider over positions. Each step sets ``visible`` of the position-owned traces only (passing
-    their indices), so the image, ground truth and legend keys are left alone. With two panels of different
-    lengths, panel i shows the position at the same fraction of its run."""
+# Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption).
+SLOT_ROLES = ("boxes", "centre tracks", "hover", "labels", "caption")
+
+
+def _slot_role(trace: dict) -> str:
+    if trace["name"] in ("centre tracks", "labels", "caption"):
+        return trace["name"]
+    return "hover" if trace["mode"] == "markers" else "boxes"
+
+
+def _slots(per_position: list[list[dict]]) -> tuple[int, list[list[dict | None]]]:
+    """Lay every position's traces onto one shared set of slot traces, role by role: returns the slot count and, per
+    position, the trace each slot shows there (None = the slot is hidden there)."""
+    grouped = [{role: [t for t in traces if _slot_role(t) == role] for role in SLOT_ROLES} for traces in per_position]
+    widths = {role: max((len(g[role]) for g in grouped), default=0) for role in SLOT_ROLES}
+    layout = [[*(g[role] + [None] * (widths[role] - len(g[role])) for role in SLOT_ROLES)] for g in grouped]
+    layout = [[t for role_slots in row for t in role_slots] for row in layout]
+    return sum(widths.values()), layout
+
+
+def _flatten(trace: dict, prefix: str = "") -> dict[str, Any]:
+    """{"line": {"color": c}} -> {"line.color": c}: the attribute strings ``Plotly.restyle`` takes."""
+    out: dict[str, Any] = {}
+    for key, value in trace.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _typed_array(value: Any) -> Any:
+    """Float arrays as plotly.js typed-array specs (base64 float32), as plotly.py sends trace data: inside slider
+    args plotly.py would write them out as long decimal lists."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            data = np.ascontiguousarray(value, dtype="<f4").tobytes()
+            return {"dtype": "f4", "bdata": base64.b64encode(data).decode("ascii")}
+        return value.tolist()
+    return value
+
+
+def _restyle_args(shown: list[dict | None], keys: Sequence[str]) -> dict[str, list]:
+    """One ``Plotly.restyle`` update that turns the slot traces into ``shown`` (one entry per slot): for each of
+    ``keys`` (every attribute any position sets, so nothing lingers from the position shown before), per slot its
+    value or None (restyle resets that attribute to its default); empty slots hidden."""
+    flat = [_flatten(t) if t is not None else {} for t in shown]
+    args: dict[str, list] = {"visible": [t is not None for t in shown]}
+    for key in keys:
+        args[key] = [_typed_array(f.get(key)) for f in flat]
+    return args
+
+
+def _slider(panels: list[tuple[list[int], list[list[dict | None]]]], pos_lists: list[list[Position]], active: int,
+            x: float = 0.02, length: float = 0.96) -> dict:
+    """One restyle slider over positions. The positions share a few slot traces per panel (``panels``: each panel's
+    slot trace indices and, per position, what each slot shows); a step restyles the slots' data and style, so the
+    image and ground truth are left alone and the figure holds a dozen traces instead of one set per position (the
+    per-step redraw cost grows with the figure's trace count). With two panels of different lengths, panel i shows
+    the position at the same fraction of its run."""
     count = max(len(p) for p in pos_lists)
-    flat_owner = [o for owner in owners for o in owner]
-    panel_of = [i for i, owner in enumerate(owners) for _ in owner]
-    switched = [k for k, o in enumerate(flat_owner) if o is not None]
     longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
+    indices = [k for slot_ids, _ in panels for k in slot_ids]
+    keys = sorted({k for _, per_position in panels for slots in per_position for t in slots if t is not None
+                   for k in _flatten(t)} - {"type", "xaxis", "yaxis", "visible"})
     steps = []
     for p in range(count):
         local = [round(p * (len(pl) - 1) / max(count - 1, 1)) for pl in pos_lists]
-        visible = [flat_owner[k] == local[panel_of[k]] for k in switched]
-        steps.append({"method": "restyle", "label": longest[p].label, "args": [{"visible": visible}, switched],
+        shown = [t for (_, per_position), q in zip(panels, local) for t in per_position[q]]
+        steps.append({"method": "restyle", "label": longest[p].label, "args": [_restyle_args(shown, keys), indices],
                       "value": longest[p].label, "execute": True})
     show_ticks = count <= 13
     return {
@@ -484,6 +534,13 @@ def _slider(owners: list[list[int | None]], pos_lists: list[list[Position]], act
         "font": {"size": 10, "color": "#374151" if show_ticks else "rgba(0,0,0,0)"},
         "ticklen": 4, "transition": {"duration": 0}, "name": "step",
     }
+
+
+def _slot_traces(slots: list[dict | None], axes: tuple[str, str]) -> list[dict]:
+    """The slot traces as the figure opens: what they show at the active position, empty hidden ones elsewhere."""
+    empty = {"type": "scatter", "mode": "lines", "x": [], "y": [], "visible": False, "hoverinfo": "skip",
+             "showlegend": False, "name": "slot", "xaxis": axes[0], "yaxis": axes[1]}
+    return [dict(t, visible=True) if t is not None else dict(empty) for t in slots]
 
 
 def denoise_figure(
@@ -501,13 +558,14 @@ def denoise_figure(
         active: the slider position shown first (default: the final detections).
     """
     axes = ("x", "y")
-    traces, owner, pos_list = _panel(traj, image, view, axes, gt_boxes, gt_ious, det_match)
+    static, per_position, pos_list = _panel(traj, image, view, axes, gt_boxes, gt_ious, det_match)
     active = len(pos_list) - 1 if active is None else int(np.clip(active, 0, len(pos_list) - 1))
-    for trace, o in zip(traces, owner):
-        trace["visible"] = o is None or o == active
+    count, slots = _slots(per_position)
+    traces = static + _slot_traces(slots[active], axes)
     keys = _legend_keys(traj, view, gt_boxes is not None and len(gt_boxes) > 0)
     xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
-    slider = _slider([owner], [pos_list], active, length=0.8)
+    slot_ids = list(range(len(static), len(static) + count))
+    slider = _slider([(slot_ids, slots)], [pos_list], active, length=0.8)
     layout = {
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
         "sliders": [slider], "showlegend": False, "annotations": [key_annotation(keys, x=0.84)],
@@ -527,15 +585,14 @@ def compare_figure(
         raise ValueError(f"compare_figure needs exactly two trajectories and titles, got {len(trajs)}, {len(titles)}")
     gt_ious = gt_ious or [None, None]
     det_matches = det_matches or [None, None]
-    all_traces, owners, pos_lists = [], [], []
+    panels, pos_lists = [], []
     layout: dict[str, Any] = {}
     gap = 0.02
     for i, traj in enumerate(trajs):
         xname, yname = ("x", "y") if i == 0 else ("x2", "y2")
-        traces, owner, pos_list = _panel(traj, image, view, (xname, yname), gt_boxes, gt_ious[i], det_matches[i],
-                                         caption_prefix=f"{titles[i]}: ")
-        all_traces.append(traces)
-        owners.append(owner)
+        static, per_position, pos_list = _panel(traj, image, view, (xname, yname), gt_boxes, gt_ious[i],
+                                                det_matches[i], caption_prefix=f"{titles[i]}: ")
+        panels.append((static, _slots(per_position), (xname, yname)))
         pos_lists.append(pos_list)
         domain = (0, 0.5 - gap / 2) if i == 0 else (0.5 + gap / 2, 1)
         xaxis, yaxis = image_axes(image.width, image.height, domain_x=domain, anchor=yname, x_anchor=xname)
@@ -545,12 +602,14 @@ def compare_figure(
         layout["yaxis" if i == 0 else "yaxis2"] = yaxis
     count = max(len(p) for p in pos_lists)
     active = count - 1
-    for traces, owner, pos_list in zip(all_traces, owners, pos_lists):
+    flat: list[dict] = []
+    slotted = []
+    for (static, (slot_count, slots), axes), pos_list in zip(panels, pos_lists):
         local = round(active * (len(pos_list) - 1) / max(count - 1, 1))
-        for trace, o in zip(traces, owner):
-            trace["visible"] = o is None or o == local
-    flat = [t for traces in all_traces for t in traces]
-    slider = _slider(owners, pos_lists, active)
+        flat.extend(static)
+        slotted.append((list(range(len(flat), len(flat) + slot_count)), slots))
+        flat.extend(_slot_traces(slots[local], axes))
+    slider = _slider(slotted, pos_lists, active)
     layout.update({"height": image_plot_height(image.width, image.height, columns=2) + 40 + 70, "sliders": [slider],
                    "showlegend": False, "margin": {"l": 8, "r": 8, "t": 40, "b": 70}})
     return make_figure(flat, layout)

@@ -6,7 +6,6 @@ Tests in this file share one page and run in order.
 from __future__ import annotations
 
 import os
-import statistics
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,8 @@ PLOT_STATE = """(id) => {
   return {
     visible: gd.data.map(t => t.visible === true || t.visible === undefined),
     captions: gd.data.filter(t => t.name === 'caption' && t.visible === true).map(t => t.text[0]),
+    hover: gd.data.filter(t => t.visible === true && t.mode === 'markers')
+      .map(t => [t.name, t.customdata ? t.customdata.length : 0, t.hovertemplate || '']),
     active: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].active : null,
     positions: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].steps.length : 0,
     count: gd.data.length,
@@ -134,21 +135,34 @@ def test_running_an_example_draws_the_denoising_view(page) -> None:
 
 def test_step_slider_switches_traces_in_the_browser(page) -> None:
     before = page.evaluate(PLOT_STATE, "denoise-plot")
-    timings = []
+    proposals = None
     for index in (0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 0):
         result = page.evaluate(SCRUB, ["denoise-plot", index])
         assert result["active"] == index
-        timings.append(result["painted_ms"])
+        assert result["restyle_ms"] is not None  # switched by Plotly.restyle in the page, no server round trip
         state = page.evaluate(PLOT_STATE, "denoise-plot")
+        assert state["count"] == before["count"]  # the slots are restyled in place, none added or removed
         assert len(state["captions"]) == 1
+        # One hover trace per position, and it belongs to the position shown.
+        assert len(state["hover"]) == 1
+        name, rows, template = state["hover"][0]
+        if index == 8:
+            assert name == "boxes" and "detection #" in template
+            continue
+        step, kind = index // 2 + 1, ("in", "out")[index % 2]
+        assert state["captions"][0].startswith(f"<b>Step {step}/4")
+        if kind == "in":
+            assert name == "inputs" and f"fed to step {step}/4" in template
+            proposals = proposals or rows
+            assert rows == proposals  # every proposal has a hover point
+        else:
+            assert name == "boxes" and f"step {step}/4 · stage" in template and rows == proposals
     after = page.evaluate(PLOT_STATE, "denoise-plot")
-    assert after["visible"] != before["visible"]
     assert after["captions"][0].startswith("<b>Step 1/4 · boxes fed in")
+    assert after["captions"] != before["captions"]
     shot(page, "03_scrubbed_step1_in", "#denoise-plot")
     page.evaluate(SCRUB, ["denoise-plot", 1])
     shot(page, "03_scrubbed_step1_out", "#denoise-plot")
-    print(f"step scrub in the browser: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms")
-    assert statistics.median(timings) < 500  # generous: CI machines are shared; the bench reports the real figure
 
 
 def test_rho_slider_resynthesises_the_target(page) -> None:
@@ -162,7 +176,12 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
     page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
     page.wait_for_function(f"(before) => {{ const z = ({TARGET_Z})(); return z !== null && z !== before; }}",
                            arg=before)
-    assert float(page.locator("#rho input[type=number]").input_value()) > 1.0
+    rho_value = float(page.locator("#rho input[type=number]").input_value())
+    assert rho_value > 1.0
+    # The redrawn figure is the one for the new rho: its title states it, and the image is still under the map.
+    page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                           ".includes(`${v} · min(w, h)`)", arg=f"{rho_value:g}")
+    assert page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').data[0].type") == "image"
     shot(page, "04_target_after_rho", "#target-plot")
 
 

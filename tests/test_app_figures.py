@@ -20,18 +20,9 @@ def image() -> F.ImageSource:
 GT = np.array([[20, 16, 60, 56], [70, 30, 118, 86]], np.float32)
 
 
-def visible_sets(fig) -> list[list[bool]]:
-    """Each slider step's visibility of every trace (steps restyle only the traces they list; the others stay
-    visible)."""
-    out = []
-    for step in fig.layout.sliders[0].steps:
-        visible, indices = step["args"][0]["visible"], step["args"][1]
-        assert len(visible) == len(indices)
-        full = [True] * len(fig.data)
-        for flag, index in zip(visible, indices):
-            full[index] = flag
-        out.append(full)
-    return out
+def shown(fig) -> list[list[dict]]:
+    """Per slider position, the traces the browser shows there."""
+    return [support.traces_at(fig, p) for p in range(len(fig.layout.sliders[0].steps))]
 
 
 def test_image_source_is_a_jpeg_data_uri_in_original_pixels() -> None:
@@ -58,64 +49,95 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
     assert len(slider.steps) == 2 * 3 + 1 and slider.active == 6
     assert [s.label for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
     assert all(s.method == "restyle" for s in slider.steps)
-    sets = visible_sets(fig)
-    switched = set(slider.steps[0].args[1])
+    positions = shown(fig)
+    switched = slider.steps[0].args[1]
     assert 0 not in switched  # the image is never restyled
-    # The figure opens at the slider's active position; every position shows a different set of traces.
-    assert [t.visible for t in fig.data] == sets[-1]
-    assert len({tuple(v) for v in sets}) == len(sets)
+    # Every step restyles the same slot traces with the same attributes, so nothing lingers from the position shown
+    # before; the figure holds one set of slots, not one set of traces per position.
+    assert all(list(s.args[1]) == list(switched) for s in slider.steps)
+    assert len({tuple(sorted(s.args[0])) for s in slider.steps}) == 1
+    assert len(fig.data) <= 3 + max(len(p) for p in positions)
+    # The figure opens at the slider's active position; every position shows something else.
+    as_opened = [t for t in fig.to_dict()["data"] if t.get("visible", True) is True]
+    assert [t["name"] for t in as_opened] == [t["name"] for t in positions[-1]]
     # Exactly one caption per position, naming it.
-    for v, step in zip(sets, slider.steps):
-        captions = [t.text[0] for t, on in zip(fig.data, v) if on and t.name == "caption"]
+    for traces, step in zip(positions, slider.steps):
+        captions = [t["text"][0] for t in traces if t["name"] == "caption"]
         assert len(captions) == 1
+        expected = "Final detections" if step.label == "final" else f"Step {step.label.split('·')[0]}/3"
+        assert expected in captions[0]
+    assert len({tuple(t["text"][0] for t in p if t["name"] == "caption") for p in positions}) == len(positions)
     # The image and ground truth are shown at every position; the image travels as a data URI.
     assert fig.data[0].type == "image" and fig.data[0].source.startswith("data:image/jpeg")
-    gt_index = [i for i, t in enumerate(fig.data) if t.name == "ground truth"][0]
-    assert all(v[gt_index] and v[0] for v in sets)
+    assert all({"image", "ground truth"} <= {t["name"] for t in p} for p in positions)
+
+
+def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None:
+    traj = support.make_trajectory(steps=2, stages=2)
+    fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0))
+    positions = shown(fig)
+    # 1·in: the boxes fed to step 1, drawn in grey, with one hover point per proposal.
+    inputs = [t for t in positions[0] if t["name"] == "inputs"][0]
+    assert len(inputs["customdata"]) == traj.boxes_in_xyxy.shape[1]
+    np.testing.assert_allclose(inputs["x"], F.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
+    assert not [t for t in positions[0] if t["name"] in traj.class_names]
+    # 2·out: step 2's last-stage boxes, by class; the hover points sit at their centres, renewal marks are gone
+    # (nothing is renewed after the last step) and nothing of 1·out's hover survives.
+    hover = [t for t in positions[3] if t["name"] == "boxes"][0]
+    np.testing.assert_allclose(hover["x"], F.box_centres(traj.boxes_xyxy[1, -1])[:, 0], rtol=1e-6)
+    assert "step 2/2" in hover["hovertemplate"] and "x-thin-open" not in hover["marker"]["symbol"]
+    drawn = [t for t in positions[3] if t.get("mode") == "lines" and t["name"] in traj.class_names]
+    xs = np.concatenate([np.asarray(t["x"], np.float64) for t in drawn])
+    assert np.isfinite(xs).sum() == 5 * traj.boxes_xyxy.shape[2] - 5 * int((F.opacity_level(traj.scores[1, -1]) == 0).sum())
+    # final: the detections.
+    final = [t for t in positions[-1] if t["name"] == "boxes"][0]
+    assert len(final["customdata"]) == len(traj.detections)
 
 
 def test_denoise_hover_names_class_score_step_stage_box_and_iou(image) -> None:
     traj = support.make_trajectory(steps=2, stages=3)
     ious = {"out0": np.full(12, 0.25), "out1": np.full(12, 0.5), "final": np.full(len(traj.detections), 0.75)}
     fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0), gt_boxes=GT, gt_ious=ious)
-    hovers = [t for t in fig.data if t.name == "boxes"]
+    hovers = [t for p in shown(fig) for t in p if t["name"] == "boxes"]
     assert len(hovers) == 3  # step 1 out, step 2 out, final
     step2 = hovers[1]
-    assert "step 2/2" in step2.hovertemplate and "stage 3/3" in step2.hovertemplate
-    row = step2.customdata[0]
+    assert "step 2/2" in step2["hovertemplate"] and "stage 3/3" in step2["hovertemplate"]
+    row = step2["customdata"][0]
     assert row[0] in traj.class_names and row[3] == "0.50" and isinstance(row[2], int)
-    assert "IoU" in hovers[2].hovertemplate
+    assert "IoU" in hovers[2]["hovertemplate"]
 
 
 def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
     traj = support.make_trajectory(steps=3)
     assert traj.renewed[0].any() and traj.from_heatmap[0].any()
-    fig = F.denoise_figure(traj, image)
-    names = {t.name for t in fig.data}
+    positions = shown(F.denoise_figure(traj, image))
+    names = {t["name"] for p in positions for t in p}
     assert {"renewed: fresh noise", "drawn from heatmap peaks", "centre tracks", "low score"} <= names
-    hover = [t for t in fig.data if t.name == "boxes"][0]  # step 1's prediction: renewed boxes carry an x
-    assert "x-thin-open" in hover.marker.symbol
-    assert list(hover.marker.symbol).count("x-thin-open") == int(traj.renewed[0].sum())
+    hover = [t for t in positions[1] if t["name"] == "boxes"][0]  # step 1's prediction: renewed boxes carry an x
+    assert list(hover["marker"]["symbol"]).count("x-thin-open") == int(traj.renewed[0].sum()) > 0
+    # The next position (2·in) marks the renewed slots' fresh boxes, dotted.
+    fresh = [t for t in positions[2] if t["name"] == "renewed: fresh noise"][0]
+    assert fresh["line"]["dash"] == "dot"
 
 
 def test_class_filter_stage_and_toggles(image) -> None:
     traj = support.make_trajectory()
     fig = F.denoise_figure(traj, image, F.ViewOptions(classes_shown=frozenset({0}), show_labels=False,
                                                       show_scores=False, show_tracks=False))
-    box_traces = [t for t in fig.data if getattr(t, "mode", None) == "lines" and t.name in traj.class_names and t.x[0] is not None]
-    assert box_traces and all(t.name == traj.class_names[0] for t in box_traces)
-    assert not [t for t in fig.data if t.name == "labels"]
-    assert not [t for t in fig.data if t.name == "centre tracks"]
-    first_stage = F.denoise_figure(traj, image, F.ViewOptions(stage=0))
-    assert "stage 1/2" in [t for t in first_stage.data if t.name == "boxes"][0].hovertemplate
+    traces = [t for p in shown(fig) for t in p]
+    box_traces = [t for t in traces if t.get("mode") == "lines" and t["name"] in traj.class_names]
+    assert box_traces and all(t["name"] == traj.class_names[0] for t in box_traces)
+    assert not [t for t in traces if t["name"] in ("labels", "centre tracks")]
+    first_stage = shown(F.denoise_figure(traj, image, F.ViewOptions(stage=0)))
+    assert "stage 1/2" in [t for t in first_stage[1] if t["name"] == "boxes"][0]["hovertemplate"]
 
 
 def test_opacity_follows_score(image) -> None:
     assert F.opacity_level(np.array([0.0, 0.1, 0.3, 0.6, 0.9])).tolist() == [0, 0, 1, 2, 2]
     traj = support.make_trajectory()
     fig = F.denoise_figure(traj, image)
-    alphas = {float(t.line.color.split(",")[-1].rstrip(")")) for t in fig.data
-              if getattr(t, "mode", None) == "lines" and t.name in traj.class_names and t.line.color.startswith("rgba")}
+    alphas = {float(t["line"]["color"].split(",")[-1].rstrip(")")) for p in shown(fig) for t in p
+              if t.get("mode") == "lines" and t["name"] in traj.class_names and t["line"]["color"].startswith("rgba")}
     assert len(alphas) > 1
 
 
@@ -132,8 +154,8 @@ def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
     fig = F.validate_figure(F.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
     assert len(fig.layout.sliders[0].steps) == 7
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
-    for v in visible_sets(fig):
-        captions = [t.text[0] for t, on in zip(fig.data, v) if on and t.name == "caption"]
+    for traces in shown(fig):
+        captions = [t["text"][0] for t in traces if t["name"] == "caption"]
         assert len(captions) == 2 and captions[0].startswith("<b>A:") and captions[1].startswith("<b>B:")
 
 

@@ -151,10 +151,11 @@ def test_uploaded_coco_ground_truth_scores_the_run(explorer: Explorer, example: 
 def test_render_redraws_without_sampling(explorer: Explorer, example: str, run: tuple) -> None:
     denoise, stats, results, table, metrics = explorer.render(
         run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False)
-    assert "stage 1/4" in [t for t in denoise.data if t.name == "boxes"][0].hovertemplate
-    drawn = {t.name for t in denoise.data if getattr(t, "mode", None) == "lines" and t.name in TINY.class_names}
+    traces = [t for p in range(len(denoise.layout.sliders[0].steps)) for t in support.traces_at(denoise, p)]
+    assert "stage 1/4" in [t for t in traces if t["name"] == "boxes"][0]["hovertemplate"]
+    drawn = {t["name"] for t in traces if t.get("mode") == "lines" and t["name"] in TINY.class_names}
     assert drawn <= {TINY.class_names[0]}
-    assert not [t for t in denoise.data if t.name in ("labels", "centre tracks", "ground truth")]
+    assert not [t for t in traces if t["name"] in ("labels", "centre tracks", "ground truth")]
     assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(5))
 
 

@@ -4,6 +4,8 @@ Imported by the other ``test_app_*`` files as ``import test_app_support``; pytes
 """
 from __future__ import annotations
 
+import base64
+import copy
 import io
 import json
 import os
@@ -81,6 +83,37 @@ def make_trajectory(
         heatmap_stride=stride if heatmap else 0.0, boxes_in_xyxy=boxes_in, boxes_xyxy=boxes, scores=scores,
         labels=labels, renewed=renewed, from_heatmap=from_heatmap, settings={"steps": steps, "seed": seed},
     )
+
+
+def _decoded(value: object) -> object:
+    """plotly.js typed-array specs ({"dtype", "bdata"[, "shape"]}) back to numpy arrays, anywhere in a trace."""
+    if isinstance(value, dict) and "bdata" in value and "dtype" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+        shape = value.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items()}
+    return value
+
+
+def traces_at(fig: object, position: int) -> list[dict]:
+    """The traces a slider figure (denoising or A/B view) shows at slider ``position``, as ``Plotly.restyle`` leaves
+    them in the browser: the step's per-trace values applied to the traces it lists (a None value removes the
+    attribute, so Plotly's default applies), hidden traces dropped, typed arrays decoded. Plain dicts."""
+    figure = fig.to_dict() if hasattr(fig, "to_dict") else fig
+    data = copy.deepcopy(figure["data"])
+    update, indices = figure["layout"]["sliders"][0]["steps"][position]["args"]
+    for j, k in enumerate(indices):
+        for key, values in update.items():
+            *parents, leaf = key.split(".")
+            node = data[k]
+            for part in parents:
+                node = node.setdefault(part, {})
+            if values[j] is None:
+                node.pop(leaf, None)
+            else:
+                node[leaf] = values[j]
+    return [_decoded(t) for t in data if t.get("visible", True) is True]
 
 
 def make_image(size_hw: tuple[int, int] = (96, 128), seed: int = 0) -> np.ndarray:
