@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -34,7 +33,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from diffdet import images
 from diffdet.config import PROPS_CLASSES, DiffDetConfig
+from diffdet.images import image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -442,11 +443,12 @@ def build_train_transform(cfg: DiffDetConfig) -> v2.Transform:
 
 
 def read_image_rgb(path: str) -> Tensor:
-    """uint8 Tensor[3, H, W] RGB; EXIF orientation ignored so pixels match the header size and the boxes."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise DatasetError(f"unreadable image {path}")
-    return torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()  # (3, H, W)
+    """uint8 Tensor[3, H, W] RGB through the project's one image reader (``diffdet.images``: grey, alpha and
+    16-bit converted, oversized images refused); EXIF orientation ignored so pixels match the boxes."""
+    try:
+        return image_to_tensor(images.read_image_rgb(path)).contiguous()  # (3, H, W)
+    except ValueError as exc:
+        raise DatasetError(f"unreadable image {path}: {exc}") from exc
 
 
 class DetectionDataset(Dataset):

@@ -267,3 +267,18 @@ def test_train_loader_resumes(tmp_path: Path) -> None:
     assert [t["image_id"] for t in targets] == [t["image_id"] for t in full[2][1]]
     images, targets = collate_detection([dataset[(0, 1)], dataset[(2, 1)]])
     assert len(images) == 2 and targets[1]["boxes_xyxy"].shape == (0, 4)
+
+
+def test_dataset_images_go_through_the_one_image_reader(tmp_path):
+    import cv2
+
+    from diffdet.data import DatasetError, read_image_rgb
+
+    grey16 = (np.arange(12 * 20, dtype=np.uint16).reshape(12, 20) * 250)
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey16)
+    image = read_image_rgb(str(tmp_path / "grey16.png"))
+    assert image.shape == (3, 12, 20) and image.dtype == torch.uint8
+    assert int(image[0, -1, -1]) == round(int(grey16[-1, -1]) / 257)
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(DatasetError, match="text.jpg"):
+        read_image_rgb(str(tmp_path / "text.jpg"))
