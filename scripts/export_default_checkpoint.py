@@ -70,7 +70,8 @@ float32). Config and class names are stored in the file's metadata.
 
 Held-out = the first {len(split.samples)} images of the validation split: other scenes and other table, floor and wall
 textures than training. These are renders, not photographs: expect lower numbers on real PROPS photos (no
-real photo was available to measure that gap).
+real photo was available to measure that gap; `docs/photo_shift.md` measures how AP moves under photo-like
+shifts of the same renders).
 
 | metric | 1 step | 4 steps | 1 step, 50% of proposals from heatmap peaks |
 |---|---|---|---|
