@@ -219,6 +219,12 @@ class Explorer:
     def checkpoint_choices(self) -> list[str]:
         return list_checkpoints(self.checkpoint_dir)
 
+    def checkpoint_dropdown(self, current: str | None) -> dict[str, Any]:
+        """The checkpoint dropdown read again from the folder (on each page load), so files added since the
+        server started appear; the current choice is kept while it still exists."""
+        choices = self.checkpoint_choices()
+        return gr.update(choices=choices, value=current if current in choices else self.default_checkpoint())
+
     def default_checkpoint(self) -> str | None:
         choices = self.checkpoint_choices()
         if DEFAULT_CHECKPOINT in choices:

@@ -230,6 +230,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
               api_name="checkpoint_info", **cheap)
         gr.on([metrics_upload.change, checkpoint.change], explorer.training, [metrics_upload, checkpoint],
               [training_plot, training_md], api_name="training_curves", **cheap)
+        demo.load(explorer.checkpoint_dropdown, checkpoint, checkpoint, api_visibility="private",
+                  show_progress="hidden")
         demo.load(explorer.checkpoint_info, model, info_outputs, api_visibility="private", show_progress="hidden")
         demo.load(explorer.training, [metrics_upload, checkpoint], [training_plot, training_md],
                   api_visibility="private", show_progress="hidden")

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
 import pytest
 import torch
 
@@ -207,6 +209,19 @@ def test_checkpoint_info_updates_the_controls(explorer: Explorer) -> None:
     assert min_radius["value"] == TINY.min_radius and rho["value"] == TINY.rho
     bad = explorer.checkpoint_info("missing.safetensors", None)
     assert "Unknown checkpoint" in bad[0]
+
+
+def test_checkpoint_dropdown_sees_files_added_after_start(app_env: support.AppEnv, tmp_path) -> None:  # noqa: F811
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    shutil.copy(app_env.checkpoint_dir / CHECKPOINT_NAME, folder / CHECKPOINT_NAME)
+    explorer = Explorer(folder, app_env.examples_dir)
+    assert explorer.checkpoint_dropdown(CHECKPOINT_NAME)["choices"] == [CHECKPOINT_NAME]
+    shutil.copy(folder / CHECKPOINT_NAME, folder / "another.safetensors")
+    update = explorer.checkpoint_dropdown("another.safetensors")
+    assert update["choices"] == ["another.safetensors", CHECKPOINT_NAME] and update["value"] == "another.safetensors"
+    (folder / "another.safetensors").unlink()
+    assert explorer.checkpoint_dropdown("another.safetensors")["value"] == explorer.default_checkpoint()
 
 
 def test_training_curves(explorer: Explorer, app_env: support.AppEnv) -> None:  # noqa: F811
