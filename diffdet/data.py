@@ -19,7 +19,7 @@ import logging
 import math
 import tarfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,17 +274,26 @@ def load_props(
         bases.append(extract_archive(images_archive, Path(cache_dir), expected))
 
     class_index = {name: i for i, name in enumerate(class_names)}
+    samples, skipped = _parse_entries(
+        entries, lambda entry, index, where: _parse_props_entry(entry, index, bases, class_index, where),
+        f"{json_path}, entry", skip_bad)
+    return _finish(samples, class_names, skipped, json_path)
+
+
+def _parse_entries(items: list[Any], parse: Callable[[Any, int, str], Sample], where: str,
+                   skip_bad: bool) -> tuple[list[Sample], list[str]]:
+    """``parse(item, index, "<where> <index>")`` for every item. A bad one raises its DatasetError, or with
+    ``skip_bad`` is left out and its message kept (the caller logs the count)."""
     samples: list[Sample] = []
     skipped: list[str] = []
-    for index, entry in enumerate(entries):
-        where = f"{json_path}, entry {index}"
+    for index, item in enumerate(items):
         try:
-            samples.append(_parse_props_entry(entry, index, bases, class_index, where))
+            samples.append(parse(item, index, f"{where} {index}"))
         except DatasetError as exc:
             if not skip_bad:
                 raise
             skipped.append(str(exc))
-    return _finish(samples, class_names, skipped, json_path)
+    return samples, skipped
 
 
 def _first_image_exists(entries: list[Any], folder: Path) -> bool:
@@ -346,16 +355,9 @@ def load_coco(json_path: str | Path, image_dir: str | Path, skip_bad: bool = Fal
     for k, ann in enumerate(data.get("annotations", [])):
         annotations.setdefault(ann.get("image_id") if isinstance(ann, dict) else None, []).append((k, ann))
 
-    samples: list[Sample] = []
-    skipped: list[str] = []
-    for index, image in enumerate(data["images"]):
-        where = f"{json_path}, image entry {index}"
-        try:
-            samples.append(_parse_coco_image(image, annotations, label_of, image_dir, where))
-        except DatasetError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(str(exc))
+    samples, skipped = _parse_entries(
+        data["images"], lambda image, index, where: _parse_coco_image(image, annotations, label_of, image_dir, where),
+        f"{json_path}, image entry", skip_bad)
     orphans = set(annotations) - {im.get("id") for im in data["images"] if isinstance(im, dict)}
     if orphans:
         first = annotations[next(iter(orphans))][0][0]
