@@ -12,8 +12,6 @@ import pytest
 
 import test_app_support as support
 from test_app_support import CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, app_env  # noqa: F401  (fixture)
-from app.handlers import Explorer
-from app.ui import build_demo, launch
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -68,13 +66,8 @@ SCRUB = """async ([id, index]) => {
 
 @pytest.fixture(scope="module")
 def server(app_env: support.AppEnv):  # noqa: F811
-    explorer = Explorer(app_env.checkpoint_dir, app_env.examples_dir, output_dir=app_env.work_dir / "browser")
-    demo = launch(build_demo(explorer), explorer, prevent_thread_lock=True, server_name="127.0.0.1",
-                  server_port=None, quiet=True)
-    try:
+    with support.launched_app(app_env, "browser") as (demo, _):
         yield demo
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")

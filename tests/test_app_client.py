@@ -10,8 +10,7 @@ import pytest
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.handlers import MAX_CLASSES_OPTION, Explorer
-from app.ui import build_demo, launch
+from app.handlers import MAX_CLASSES_OPTION
 from diffdet.config import TINY
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -25,13 +24,8 @@ VIEWS = [4, 0.5, MAX_CLASSES_OPTION, "side by side", MAX_CLASSES_OPTION]
 
 @pytest.fixture(scope="module")
 def server(app_env: support.AppEnv):  # noqa: F811
-    explorer = Explorer(app_env.checkpoint_dir, app_env.examples_dir, output_dir=app_env.work_dir / "client")
-    demo = launch(build_demo(explorer), explorer, prevent_thread_lock=True, server_name="127.0.0.1",
-                  server_port=None, quiet=True)
-    try:
-        yield demo, explorer
-    finally:
-        demo.close()
+    with support.launched_app(app_env, "client") as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ Imported by the other ``test_app_*`` files as ``import test_app_support``; pytes
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import io
 import json
@@ -245,3 +246,19 @@ def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
     Image.fromarray(make_image()).convert("P").save(folder / "palette.gif")
     out["palette"] = folder / "palette.gif"
     return out
+
+
+@contextlib.contextmanager
+def launched_app(env: AppEnv, name: str):
+    """The app launched on a free local port for the tests (its own output folder ``name``); yields
+    (demo, explorer) and closes the server afterwards."""
+    from app.handlers import Explorer
+    from app.ui import build_demo, launch
+
+    explorer = Explorer(env.checkpoint_dir, env.examples_dir, output_dir=env.work_dir / name)
+    demo = launch(build_demo(explorer), explorer, prevent_thread_lock=True, server_name="127.0.0.1",
+                  server_port=None, quiet=True)
+    try:
+        yield demo, explorer
+    finally:
+        demo.close()
