@@ -36,3 +36,38 @@ def test_photo_shift_pixel_shifts_keep_shape_and_type():
         out, out_boxes = shift(image, boxes, np.random.default_rng(0))
         assert out.shape == image.shape and out.dtype == np.uint8, name
         assert not np.array_equal(out, image), name  # every shift changes the pixels
+
+
+def _fake_run(folder, aps, per_class_ap):
+    import json
+
+    folder.mkdir(parents=True)
+    rows = []
+    for it in range(16, 129, 16):
+        rows.append({"iter": it, "loss_total": 1.0, "it_s": 0.5})
+        if it % 64 == 0:
+            ap = aps[it // 64 - 1]
+            rows.append({"iter": it, "eval": {"AP": ap, "AP50": ap + 20, "per_class": {"mug": per_class_ap}}})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_convergence_report_tables_keep_the_prose(tmp_path, monkeypatch):
+    study = load_script("convergence_study")
+    out, docs = tmp_path / "study", tmp_path / "docs"
+    for seed, (base, heat) in enumerate([((10, 30), (14, 31)), ((12, 32), (15, 36)), ((11, 34), (16, 35))]):
+        _fake_run(out / f"baseline_seed{seed}", base, 40.0 + seed)
+        _fake_run(out / f"heatmap_seed{seed}", heat, 50.0 + seed)
+    _fake_run(out / "focal_seed0", (13, 33), 45.0)
+    docs.mkdir()
+    (docs / "convergence.md").write_text(f"# Title\n\nprose before\n\n{study.BEGIN}\nold\n{study.END}\n\nprose after\n")
+    monkeypatch.setattr("sys.argv", ["convergence_study.py", "--out", str(out), "--docs", str(docs), "--iters", "128",
+                                     "--eval-every", "64", "--phases", "report"])
+    study.main()
+    text = (docs / "convergence.md").read_text()
+    assert text.startswith("# Title\n\nprose before") and text.endswith("prose after\n") and "old" not in text
+    # iteration 128: baseline 30, 32, 34 -> 32.0 +- 2.0; heatmap 31, 36, 35 -> 34.0 +- 2.6; paired +1, +4, +1
+    assert "| 128 | 32.0 ± 2.0 [30.0, 34.0] | 34.0 ± 2.6 [31.0, 36.0] | +2.0 [+1.0, +4.0] |" in text
+    assert "| mug | 41.0 | 51.0 | +10.0 | 70.5 | 75.4 | +5.0 |" in text  # beside the paper's Table I row
+    assert "| 128 | 30.0 | 31.0 | 33.0 |" in text  # focal arm, seed 0 only
+    assert "median training speed 2.00 s per iteration" in text
+    assert (docs / "convergence.png").stat().st_size > 10_000 and (docs / "convergence.html").is_file()
