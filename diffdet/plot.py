@@ -57,7 +57,7 @@ def build_figure(run_dirs: list[str | Path], metric: str = "AP") -> Any:
         label = f"{name} (n={len(runs)})"
         if len(runs) > 1:
             fig.add_trace(go.Scatter(x=iters + iters[::-1], y=list(values.max(0)) + list(values.min(0))[::-1],
-                                     fill="toself", fillcolor=colour, opacity=0.2, line=dict(width=0),
+                                     mode="lines", fill="toself", fillcolor=colour, opacity=0.2, line=dict(width=0),
                                      showlegend=False, hoverinfo="skip"), row=1, col=1)
         fig.add_trace(go.Scatter(x=iters, y=values.mean(0), mode="lines+markers", name=label,
                                  line=dict(color=colour)), row=1, col=1)

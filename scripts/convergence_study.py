@@ -4,8 +4,10 @@
 
 Three phases, each skipped where its results already exist, so the command can be stopped and run again:
 1. train: for every seed, a run without the heatmap head (``baseline_seedN``) and one with it (``heatmap_seedN``),
-   same preset, data, schedule and seed, then the focal-loss arm (``focal_seedN``, ``--focal-seeds``); AP on the held-out renders at every ``--eval-every`` iterations
-   (``python -m diffdet train ... --resume``, so a killed run continues from its last checkpoint);
+   same preset, data, schedule and seed, then two heatmap-loss variants for ``--variant-seeds``: the focal-style loss
+   (``focal_seedN``) and the paper's MSE at 100x its weight (``mse150_seedN``); AP on the held-out renders at every
+   ``--eval-every`` iterations (``python -m diffdet train ... --resume``, so a killed run continues from its last
+   checkpoint);
 2. infer: the final heatmap-head models scored at 1 step, at 1 step with heatmap-guided proposals, and at 4 steps;
 3. report: ``docs/convergence.png`` and ``.html`` (plot), and the tables between the markers of
    ``docs/convergence.md`` (the prose around them is kept).
@@ -28,8 +30,11 @@ sys.path.insert(0, str(ROOT))
 from diffdet.plot import build_figure, read_evals  # noqa: E402
 
 ARMS = {"baseline": ["--use-heatmap", "false"], "heatmap": ["--use-heatmap", "true"],
-        # the focal-style heatmap loss instead of the paper's MSE (issue: which heatmap loss works better)
-        "focal": ["--use-heatmap", "true", "--heatmap-loss", "focal"]}
+        # variants: the focal-style heatmap loss instead of the paper's MSE (which heatmap loss works better), and
+        # the MSE at 100x the paper's weight (does a term that carries more of the loss do more?)
+        "focal": ["--use-heatmap", "true", "--heatmap-loss", "focal"],
+        "mse150": ["--use-heatmap", "true", "--heatmap-weight", "150"]}
+VARIANTS = {"focal": "focal x1.5", "mse150": "MSE x150"}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 # The paper's Table I (ResNet-50, 15k iterations on real PROPS), from ../shared/REFERENCE.md.
 PAPER_PER_CLASS = {
@@ -38,7 +43,7 @@ PAPER_PER_CLASS = {
     "gelatin_box": (55.481, 60.85), "potted_meat_can": (65.272, 70.77), "mug": (70.459, 75.43),
     "large_marker": (25.211, 34.40),
 }
-# The study's schedule (tiny preset on a CPU): short, so 6 runs fit in about 2 hours on 2 cores.
+# The study's schedule (tiny preset on a CPU): short, so its 8 runs fit in about 2 h 40 min on 2 cores.
 DEFAULT_TRAIN_ARGS = ["--lr", "1.5e-4", "--lr-steps", "540", "--warmup-iters", "50", "--min-size-train", "320", "352", "384"]
 INFERENCE_SETTINGS = {  # name: (steps, heatmap_init)
     "1 step": (1, 0.0),
@@ -62,9 +67,9 @@ def finished(run: Path, iters: int) -> bool:
 def train_all(args: argparse.Namespace) -> None:
     timings_path = args.out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    # Arms interleaved per seed, so a study cut short still has paired runs; the focal arm last.
+    # Arms interleaved per seed, so a study cut short still has paired runs; the variants last.
     plan = [(arm, seed) for seed in args.seeds for arm in ("baseline", "heatmap")]
-    plan += [("focal", seed) for seed in args.focal_seeds]
+    plan += [(arm, seed) for arm in VARIANTS for seed in args.variant_seeds]
     for arm, seed in plan:
         flags = ARMS[arm]
         run = run_dir(args.out, arm, seed)
@@ -118,7 +123,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
-    evals = {arm: {seed: read_evals(run_dir(args.out, arm, seed)) for seed in args.seeds + args.focal_seeds
+    evals = {arm: {seed: read_evals(run_dir(args.out, arm, seed)) for seed in args.seeds + args.variant_seeds
                    if finished(run_dir(args.out, arm, seed), args.iters)} for arm in ARMS}
     seeds = sorted(set(evals["baseline"]) & set(evals["heatmap"]))
     if not seeds:
@@ -163,14 +168,19 @@ def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
     paper_b, paper_h = (float(np.mean(v)) for v in zip(*PAPER_PER_CLASS.values()))
     lines.append(f"| mean | {np.mean(ours_b):.1f} | {np.mean(ours_h):.1f} | {np.mean(ours_h) - np.mean(ours_b):+.1f} "
                  f"| {paper_b:.1f} | {paper_h:.1f} | {paper_h - paper_b:+.1f} |")
-    focal_seeds = sorted(set(evals["focal"]) & set(evals["heatmap"]))
-    if focal_seeds:
-        lines += ["", f"### Heatmap loss: the paper's MSE vs a focal-style loss (seeds {', '.join(map(str, focal_seeds))}, "
-                  "same schedule)", "", "| iteration | baseline (no heatmap) AP | MSE heatmap AP | focal heatmap AP |",
-                  "|---|---|---|---|"]
+    variant_seeds = sorted(set(args.variant_seeds) & set(seeds))
+    variants = [arm for arm in VARIANTS if variant_seeds and all(s in evals[arm] for s in variant_seeds)]
+    if variants:
+        arms = ["baseline", "heatmap", *variants]
+        names = ["baseline (no heatmap)", "MSE x1.5 (paper)", *(VARIANTS[a] for a in variants)]
+        lines += ["", f"### Heatmap loss variants (seed {', '.join(map(str, variant_seeds))}, same schedule)", "",
+                  f"| iteration | {' | '.join(f'{n} AP' for n in names)} |", "|---" * (len(arms) + 1) + "|"]
         for it in iters:
-            cells = [_mean_sd([metric(arm, s, it) for s in focal_seeds]) for arm in ("baseline", "heatmap", "focal")]
+            cells = [_mean_sd([metric(arm, s, it) for s in variant_seeds]) for arm in arms]
             lines.append(f"| {it} | {' | '.join(cells)} |")
+        shares = [f"{np.mean([100 * heatmap_share(run_dir(args.out, arm, s), iters[-2]) for s in variant_seeds]):.2f}"
+                  if arm != "baseline" else "-" for arm in arms]
+        lines.append(f"| heatmap share of the loss after {iters[-2]}, % | {' | '.join(shares)} |")
     rows = [(name, [inference[run_dir(args.out, "heatmap", s).name][name] for s in seeds
                     if name in inference.get(run_dir(args.out, "heatmap", s).name, {})])
             for name in INFERENCE_SETTINGS]
@@ -191,6 +201,16 @@ def iteration_speeds(run: Path) -> list[float]:
     eval_iters = {r["iter"] for r in rows if "eval" in r}
     speed_rows = [r for r in rows if "it_s" in r]
     return [r["it_s"] for previous, r in zip(speed_rows, speed_rows[1:]) if previous["iter"] not in eval_iters]
+
+
+def heatmap_share(run: Path, after: int) -> float:
+    """Mean over the logging windows after iteration ``after`` of weight x loss_heatmap / loss_total."""
+    weight = json.loads((run / "config.json").read_text())["heatmap_weight"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    shares = [weight * r["loss_heatmap"] / r["loss_total"] for r in rows if r["iter"] > after and "loss_heatmap" in r]
+    if not shares:
+        raise ValueError(f"{run}: no loss_heatmap logged after iteration {after}")
+    return float(np.mean(shares))
 
 
 def metric_pc(evals: list[dict[str, Any]], it: int, name: str) -> float:
@@ -221,7 +241,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs/study")
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--focal-seeds", type=int, nargs="*", default=[0], help="seeds of the focal-loss arm")
+    parser.add_argument("--variant-seeds", type=int, nargs="*", default=[0],
+                        help="seeds of the heatmap-loss variants (focal loss; MSE at 100x weight)")
     parser.add_argument("--iters", type=int, default=640)
     parser.add_argument("--eval-every", type=int, default=128)
     parser.add_argument("--eval-images", type=int, default=200)

@@ -38,13 +38,17 @@ def test_photo_shift_pixel_shifts_keep_shape_and_type():
         assert not np.array_equal(out, image), name  # every shift changes the pixels
 
 
-def _fake_run(folder, aps, per_class_ap):
+def _fake_run(folder, aps, per_class_ap, heatmap=None):
+    """A run folder as training writes it; ``heatmap`` = (weight, unweighted loss_heatmap) for a heatmap arm."""
     import json
 
     folder.mkdir(parents=True)
     rows = []
     for it in range(16, 129, 16):
         rows.append({"iter": it, "loss_total": 1.0, "it_s": 0.5})
+        if heatmap:
+            rows[-1]["loss_heatmap"] = heatmap[1] * (2 if it <= 64 else 1)  # only iterations > 64 count
+            (folder / "config.json").write_text(json.dumps({"heatmap_weight": heatmap[0]}))
         if it % 64 == 0:
             ap = aps[it // 64 - 1]
             rows.append({"iter": it, "eval": {"AP": ap, "AP50": ap + 20, "per_class": {"mug": per_class_ap}}})
@@ -56,8 +60,9 @@ def test_convergence_report_tables_keep_the_prose(tmp_path, monkeypatch):
     out, docs = tmp_path / "study", tmp_path / "docs"
     for seed, (base, heat) in enumerate([((10, 30), (14, 31)), ((12, 32), (15, 36)), ((11, 34), (16, 35))]):
         _fake_run(out / f"baseline_seed{seed}", base, 40.0 + seed)
-        _fake_run(out / f"heatmap_seed{seed}", heat, 50.0 + seed)
-    _fake_run(out / "focal_seed0", (13, 33), 45.0)
+        _fake_run(out / f"heatmap_seed{seed}", heat, 50.0 + seed, heatmap=(1.5, 0.002))
+    _fake_run(out / "focal_seed0", (13, 33), 45.0, heatmap=(1.5, 0.1))
+    _fake_run(out / "mse150_seed0", (9, 29), 45.0, heatmap=(150.0, 0.001))
     docs.mkdir()
     (docs / "convergence.md").write_text(f"# Title\n\nprose before\n\n{study.BEGIN}\nold\n{study.END}\n\nprose after\n")
     monkeypatch.setattr("sys.argv", ["convergence_study.py", "--out", str(out), "--docs", str(docs), "--iters", "128",
@@ -68,6 +73,9 @@ def test_convergence_report_tables_keep_the_prose(tmp_path, monkeypatch):
     # iteration 128: baseline 30, 32, 34 -> 32.0 +- 2.0; heatmap 31, 36, 35 -> 34.0 +- 2.6; paired +1, +4, +1
     assert "| 128 | 32.0 ± 2.0 [30.0, 34.0] | 34.0 ± 2.6 [31.0, 36.0] | +2.0 [+1.0, +4.0] |" in text
     assert "| mug | 41.0 | 51.0 | +10.0 | 70.5 | 75.4 | +5.0 |" in text  # beside the paper's Table I row
-    assert "| 128 | 30.0 | 31.0 | 33.0 |" in text  # focal arm, seed 0 only
+    assert "| iteration | baseline (no heatmap) AP | MSE x1.5 (paper) AP | focal x1.5 AP | MSE x150 AP |" in text
+    assert "| 128 | 30.0 | 31.0 | 33.0 | 29.0 |" in text  # the variants, seed 0 only
+    # weight x loss_heatmap / loss_total after iteration 64: 1.5 x 0.002, 1.5 x 0.1, 150 x 0.001
+    assert "| heatmap share of the loss after 64, % | - | 0.30 | 15.00 | 15.00 |" in text
     assert "median training speed 2.00 s per iteration" in text
     assert (docs / "convergence.png").stat().st_size > 10_000 and (docs / "convergence.html").is_file()
