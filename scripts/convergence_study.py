@@ -195,9 +195,14 @@ def tables(args: argparse.Namespace, inference: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def metric_rows(run: Path) -> list[dict[str, Any]]:
+    """Every row of a run's metrics.jsonl (training windows and evaluations), in file order."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def iteration_speeds(run: Path) -> list[float]:
     """Iterations per second of each logging window of a run, less the windows that contain an evaluation."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metric_rows(run)
     eval_iters = {r["iter"] for r in rows if "eval" in r}
     speed_rows = [r for r in rows if "it_s" in r]
     return [r["it_s"] for previous, r in zip(speed_rows, speed_rows[1:]) if previous["iter"] not in eval_iters]
@@ -206,7 +211,7 @@ def iteration_speeds(run: Path) -> list[float]:
 def heatmap_share(run: Path, after: int) -> float:
     """Mean over the logging windows after iteration ``after`` of weight x loss_heatmap / loss_total."""
     weight = json.loads((run / "config.json").read_text())["heatmap_weight"]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metric_rows(run)
     shares = [weight * r["loss_heatmap"] / r["loss_total"] for r in rows if r["iter"] > after and "loss_heatmap" in r]
     if not shares:
         raise ValueError(f"{run}: no loss_heatmap logged after iteration {after}")
