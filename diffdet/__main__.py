@@ -11,13 +11,14 @@ COMMANDS = {
     "eval": ("diffdet.evaluate", "score a checkpoint with pycocotools"),
     "plot": ("diffdet.plot", "plot AP vs iteration and per-class AP of training runs"),
     "render": ("diffdet.render", "render PROPS look-alike scenes from the YCB meshes"),
+    "render-stats": ("diffdet.render.stats", "box statistics of a PROPS-format set beside real PROPS photos"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+        lines = [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: python -m diffdet COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])

@@ -60,7 +60,8 @@ def check_props_json(path: Path, out: Path) -> list:
             assert obj["name"] in PROPS_CLASSES
             x1, y1, x2, y2 = obj["xyxy"]
             assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H, obj
-            assert 0.2 <= obj["visibility"] <= 1.0
+            assert 0.1 <= obj["visibility"] <= 1.0
+            assert obj["xyxy"] == obj["amodal_xyxy"]  # amodal boxes are the default
     return records
 
 
@@ -130,9 +131,9 @@ def test_visible_box_of_occluded_object_is_smaller(tmp_path: Path) -> None:
     behind = placed("sugar_box", 0.1)
     front = placed("cracker_box", -0.1)
     with render.SceneRenderer(meshes, W, H) as renderer:
-        image, alone = renderer.render(occlusion_spec([behind]), min_visibility=0.0)
-        _, both = renderer.render(occlusion_spec([behind, front]), min_visibility=0.0)
-        _, strict = renderer.render(occlusion_spec([behind, front]), min_visibility=0.99)
+        image, alone = renderer.render(occlusion_spec([behind]), min_visibility=0.0, box="visible")
+        _, both = renderer.render(occlusion_spec([behind, front]), min_visibility=0.0, box="visible")
+        _, strict = renderer.render(occlusion_spec([behind, front]), min_visibility=0.99, box="visible")
     assert image.shape == (H, W, 3) and image.dtype == np.uint8
     (box_alone,) = [o for o in alone if o["name"] == "sugar_box"]
     (box_both,) = [o for o in both if o["name"] == "sugar_box"]
@@ -176,3 +177,91 @@ def test_missing_egl_names_the_apt_packages(two_boxes: dict[str, Path], monkeypa
     monkeypatch.setattr(pyrender, "OffscreenRenderer", no_egl)
     with pytest.raises(RuntimeError, match="libegl1 libegl-mesa0 libgl1-mesa-dri"):
         render.SceneRenderer(two_boxes, W, H)
+
+
+def test_amodal_box_of_half_hidden_object_covers_its_whole_projection(tmp_path: Path) -> None:
+    meshes = {"cracker_box": write_textured_box(tmp_path / "front", (0.2, 0.05, 0.07), seed=1),
+              "sugar_box": write_textured_box(tmp_path / "behind", (0.05, 0.05, 0.14), seed=2)}
+    poses = {}
+    for name, y in (("sugar_box", 0.1), ("cracker_box", -0.1)):
+        poses[name] = np.eye(4)
+        poses[name][:3, 3] = [0.0, y, 0.0]
+    spec = occlusion_spec([render.PlacedObject(n, p) for n, p in poses.items()])
+    with render.SceneRenderer(meshes, W, H) as renderer:
+        _, objects = renderer.render(spec, min_visibility=0.0)  # amodal by default
+        vertices = renderer.assets["sugar_box"].vertices
+    (hidden,) = [o for o in objects if o["name"] == "sugar_box"]
+    assert hidden["visibility"] < 0.8  # half of it is behind the front box
+    projected = render.project(vertices + poses["sugar_box"][:3, 3], spec.camera_pose, spec.intrinsics)
+    expected = [projected[:, 0].min(), projected[:, 1].min(), projected[:, 0].max(), projected[:, 1].max()]
+    assert np.allclose(hidden["xyxy"], expected, atol=1.5), (hidden["xyxy"], expected)
+    visible = hidden["visible_xyxy"]
+    assert visible[3] < hidden["xyxy"][3] - 5  # the visible box stops where the front box starts
+
+
+def test_amodal_box_of_object_cut_by_the_border_is_clipped_to_the_frame(tmp_path: Path) -> None:
+    meshes = {"sugar_box": write_textured_box(tmp_path / "box", (0.05, 0.05, 0.14), seed=2)}
+    pose = np.eye(4)
+    pose[:3, 3] = [0.48, 0.1, 0.0]  # far to the right: part of it is outside the frame
+    spec = occlusion_spec([render.PlacedObject("sugar_box", pose)])
+    with render.SceneRenderer(meshes, W, H) as renderer:
+        _, objects = renderer.render(spec, min_visibility=0.0)
+    (obj,) = objects
+    assert obj["xyxy"][2] == W and obj["xyxy"][0] < W - 4
+    assert 0.05 < obj["visibility"] < 0.95  # the part outside the frame counts as not visible
+
+
+def test_scenes_spread_objects_over_the_frame_with_distractors(two_boxes: dict[str, Path], ycb_dir: Path) -> None:
+    meshes = render.find_ycb_meshes(ycb_dir)
+    assets = {name: render.load_asset(name, path) for name, path in meshes.items()}
+    rng = np.random.default_rng(0)
+    distractors = {f"d{i}": render.distractor_asset(rng, i) for i in range(6)}
+    centres, counts, n_distractors = [], [], 0
+    for i in range(12):
+        spec = render.sample_scene(render.scene_rng(0, "train", i), assets, 640, 480, distractor_assets=distractors)
+        uv = render.project(np.array([o.pose[:3, 3] for o in spec.objects]), spec.camera_pose, spec.intrinsics)
+        centres.append(uv)
+        counts.append(len(spec.objects))
+        n_distractors += len(spec.distractors)
+        assert all(o.name in distractors for o in spec.distractors)
+    uv = np.concatenate(centres)
+    # spread over the frame, not bunched at the centre (real PROPS: x 50-545, y 75-380 for the 5th-95th pct)
+    assert np.percentile(uv[:, 0], 5) < 120 and np.percentile(uv[:, 0], 95) > 500
+    assert np.percentile(uv[:, 1], 5) < 150 and np.percentile(uv[:, 1], 95) > 330
+    assert np.median(counts) >= 9 and n_distractors > 0
+
+
+def test_camera_effect_kernels_and_low_resolution() -> None:
+    from diffdet.render import effects
+
+    for kernel in (effects.disk_kernel(2.5), effects.motion_kernel(9.0, 30.0)):
+        assert kernel.sum() == pytest.approx(1.0, abs=1e-5) and kernel.min() >= 0
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (H, W, 3)).astype(np.float32)
+    post = render.sample_scene(np.random.default_rng(1), {}, W, H).post
+    plain = {**post, "blur": 0.0, "defocus": 0.0, "motion": 0.0, "downscale": 1.0, "noise": 0.0}
+    sharp = render.camera_effects(image, np.ones((H, W), np.float32), plain)
+    soft = render.camera_effects(image, np.ones((H, W), np.float32), {**plain, "downscale": 0.4})
+    # a low-resolution camera removes fine detail: neighbouring pixels become alike
+    detail = lambda im: float(np.abs(np.diff(im.astype(np.float32), axis=1)).mean())  # noqa: E731
+    assert detail(soft) < 0.6 * detail(sharp)
+
+
+def test_statistics_of_a_rendered_set_beside_real_props(ycb_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    from diffdet.render import stats
+
+    out = tmp_path / "renders"
+    assert render.cli(["--ycb", str(ycb_dir), "--out", str(out), "--num", "3", "--num-val", "0",
+                       "--width", str(W), "--height", str(H)]) == 0
+    records = json.loads((out / "train.json").read_text())
+    result = render.box_statistics(records, W, H)
+    n_boxes = sum(len(objs) for _, objs in records)
+    assert result["images"] == 3 and result["boxes"] == n_boxes > 0
+    sides = [np.sqrt((b[2] - b[0]) * (b[3] - b[1])) * 640 / W for _, objs in records for b in (o["xyxy"] for o in objs)]
+    assert result["sqrt_area_px"]["p50"] == pytest.approx(np.percentile(sides, 50), abs=0.1)
+    assert stats.cli(["--data", str(out), "--width", str(W), "--height", str(H)]) == 0
+    table = capsys.readouterr().out
+    assert "| sqrt(box area) px, p10 / p50 / p90 | 64 / 103 / 170 |" in table and "tuna_fish_can" in table
+    with pytest.raises(ValueError, match="no boxes"):
+        render.box_statistics([["a.jpg", []]])
