@@ -133,12 +133,12 @@ def test_visible_box_of_occluded_object_is_smaller(tmp_path: Path) -> None:
     with render.SceneRenderer(meshes, W, H) as renderer:
         image, alone = renderer.render(occlusion_spec([behind]), min_visibility=0.0, box="visible")
         _, both = renderer.render(occlusion_spec([behind, front]), min_visibility=0.0, box="visible")
-        _, strict = renderer.render(occlusion_spec([behind, front]), min_visibility=0.99, box="visible")
+        _, strict = renderer.render(occlusion_spec([behind, front]), min_visibility=0.9, box="visible")
     assert image.shape == (H, W, 3) and image.dtype == np.uint8
     (box_alone,) = [o for o in alone if o["name"] == "sugar_box"]
     (box_both,) = [o for o in both if o["name"] == "sugar_box"]
     area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-    assert box_alone["visibility"] > 0.99
+    assert box_alone["visibility"] > 0.9  # GPU pixel count vs projected hull area: edge pixels at 160x120
     assert box_both["visibility"] < 0.8
     assert area(box_both["xyxy"]) < 0.9 * area(box_alone["xyxy"])
     assert box_both["xyxy"][3] < box_alone["xyxy"][3]  # its bottom edge moved up

@@ -19,6 +19,15 @@ from diffdet.render.assets import find_ycb_meshes
 from diffdet.render.renderer import BOX_MODES, SceneRenderer
 from diffdet.render.scene import POOL_SIZES, sample_scene, scene_rng
 from diffdet.render.textures import TEXTURE_SIZE
+CHECKPOINT_EVERY = 50  # images between rewrites of the split's json
+
+
+def _write_json(path: Path, records: list[Any]) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a file."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(records))
+    tmp.replace(path)
+
 
 def render_dataset(meshes: Mapping[str, str | Path], out_dir: str | Path, num_train: int, num_val: int,
                    seed: int = 0, split_scenes: bool = False, min_visibility: float = 0.1, width: int = 640,
@@ -57,7 +66,9 @@ def render_dataset(meshes: Mapping[str, str | Path], out_dir: str | Path, num_tr
                             [cv2.IMWRITE_JPEG_QUALITY, spec.post["jpeg_quality"]])
                 records.append([rel, objects])
                 n_boxes += len(objects)
-            (out / f"{split}.json").write_text(json.dumps(records))
+                if len(records) % CHECKPOINT_EVERY == 0:  # an interrupted run keeps a valid, shorter set
+                    _write_json(out / f"{split}.json", records)
+            _write_json(out / f"{split}.json", records)
     seconds = time.perf_counter() - start
     summary = {"train": num_train, "val": num_val, "seconds": round(seconds, 1), "boxes": n_boxes,
                "images_per_s": round((num_train + num_val) / seconds, 2)}

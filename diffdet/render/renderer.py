@@ -2,9 +2,9 @@
 room behind the table, soft table shadows, and the segmentation passes that give each object's visible and
 amodal (whole-object) box.
 
-Boxes: the scene's segmentation pass gives each object's visible pixels; an unoccluded pass per object (objects
-that cannot overlap on screen share a pass) gives its whole projection inside the frame, the AMODAL box, and a
-wide-angle pass adds what falls outside the frame to its full pixel count; ``visibility = visible / full``.
+Boxes: the scene's segmentation pass gives each object's visible pixels (the VISIBLE box); the projection of its
+convex hull gives its whole extent, hidden and out-of-frame parts included (the AMODAL box, clipped to the frame)
+and its full area; ``visibility = visible pixels / full area``. Two GL passes per image (segmentation, colour).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ EGL_HELP = ("headless OpenGL (EGL) is unavailable: install the Mesa EGL packages
             "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgles2) or set PYOPENGL_PLATFORM=osmesa "
             "with libosmesa6 installed")
 WALL_HEIGHT = 2.8
-SEG_WIDE_SCALE = 2                            # the wide pass sees SEG_WIDE_SCALE x the frame in each direction
 MIN_BOX_SIDE_PX = 4.0                         # a box thinner than this is not a detectable object
 MIN_VISIBLE_PX = 30                           # nor one with fewer visible pixels
 BOX_MODES = ("amodal", "visible")
@@ -112,6 +111,21 @@ def table_shadows(spec: SceneSpec, assets: Mapping[str, ObjectAsset]) -> np.ndar
 
 
 
+def amodal_extent(asset: ObjectAsset, pose: np.ndarray, spec: SceneSpec) -> tuple[list[float], float]:
+    """The whole object's projection, hidden parts included: (box [x1, y1, x2, y2] clipped to the frame, area in
+    pixels of its projected convex hull, parts outside the frame included).
+
+    The box is exact (a silhouette's extremes are projected vertices, and the convex hull holds the extreme
+    vertices); the area equals the silhouette's for convex objects and bounds it from above otherwise (the mug's
+    handle gap), so ``visibility = visible pixels / area`` is exact or slightly low.
+    """
+    uv = project(asset.hull @ pose[:3, :3].T + pose[:3, 3], spec.camera_pose, spec.intrinsics)
+    box = [float(np.clip(uv[:, 0].min(), 0, spec.width)), float(np.clip(uv[:, 1].min(), 0, spec.height)),
+           float(np.clip(uv[:, 0].max(), 0, spec.width)), float(np.clip(uv[:, 1].max(), 0, spec.height))]
+    area = float(cv2.contourArea(cv2.convexHull(uv.astype(np.float32))))
+    return box, area
+
+
 def _import_pyrender() -> Any:
     """Import pyrender on headless EGL; a missing EGL becomes a RuntimeError that names the apt packages."""
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -175,7 +189,6 @@ class SceneRenderer:
         self.floors: dict[tuple[str, int], np.ndarray] = {}
         self.walls: dict[tuple[str, int], np.ndarray] = {}
         self.camera = self.scene.add(pr.IntrinsicsCamera(500, 500, width / 2, height / 2, znear=0.05, zfar=20))
-        self.wide_camera = self.scene.add(pr.IntrinsicsCamera(250, 250, width / 2, height / 2, znear=0.05, zfar=20))
         self.scene.main_camera_node = self.camera
         self.light_nodes: list[Any] = []
 
@@ -267,77 +280,14 @@ class SceneRenderer:
         self.scene.ambient_light = spec.ambient
         fx, fy, cx, cy = spec.intrinsics
         self.camera.camera.fx, self.camera.camera.fy, self.camera.camera.cx, self.camera.camera.cy = fx, fy, cx, cy
-        s = SEG_WIDE_SCALE
-        wide = self.wide_camera.camera
-        wide.fx, wide.fy, wide.cx, wide.cy = fx / s, fy / s, cx, cy
         self.scene.set_pose(self.camera, spec.camera_pose)
-        self.scene.set_pose(self.wide_camera, spec.camera_pose)
         return table
 
-    def _seg(self, nodes: Sequence[Any], wide: bool = False) -> np.ndarray:
+    def _seg(self, nodes: Sequence[Any]) -> np.ndarray:
         """Label image (H, W) uint8: 0 background, k + 1 for nodes[k]; depth-tested among ``nodes`` only."""
-        pr = self.pyrender
-        self.scene.main_camera_node = self.wide_camera if wide else self.camera
-        try:
-            seg, _ = self.renderer.render(self.scene, pr.RenderFlags.SEG,
-                                          {n: (k + 1, 0, 0) for k, n in enumerate(nodes)})
-        finally:
-            self.scene.main_camera_node = self.camera
+        seg, _ = self.renderer.render(self.scene, self.pyrender.RenderFlags.SEG,
+                                      {n: (k + 1, 0, 0) for k, n in enumerate(nodes)})
         return seg[..., 0]
-
-    def _non_overlapping_groups(self, spec: SceneSpec) -> list[list[int]]:
-        """Greedy colouring of the objects so that no two in a group can overlap on screen.
-
-        Objects whose projected convex hulls are disjoint cannot occlude each other, so one segmentation pass
-        per group gives each member's unoccluded mask: typically 3-5 passes instead of one per object.
-        """
-        s = 4  # hulls are rasterised at 1/4 resolution, dilated by a cell to stay conservative
-        canvas = (self.height // s + 2, self.width // s + 2)
-        groups: list[tuple[list[int], np.ndarray]] = []
-        for k, obj in enumerate(spec.objects):
-            asset = self.assets[obj.name]
-            uv = project(asset.hull @ obj.pose[:3, :3].T + obj.pose[:3, 3], spec.camera_pose, spec.intrinsics)
-            pix = np.clip(np.round(uv / s + 1), -1e4, 1e4).astype(np.int32)
-            mask = np.zeros(canvas, np.uint8)
-            cv2.fillConvexPoly(mask, cv2.convexHull(pix), 1)
-            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-            for members, union in groups:
-                if not np.any(union & mask):
-                    members.append(k)
-                    union |= mask
-                    break
-            else:
-                groups.append(([k], mask))
-        return [members for members, _ in groups]
-
-    def _unoccluded_masks(self, spec: SceneSpec, nodes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Each object's whole projection, as if nothing hid it: (amodal boxes (N, 4) xyxy pixels inside the frame,
-        NaN where none of it is in the frame; full pixel counts (N,), counting parts that fall outside the frame)."""
-        counts = np.zeros(len(nodes), np.int64)
-        boxes = np.full((len(nodes), 4), np.nan)
-        H, W, s = self.height, self.width, SEG_WIDE_SCALE
-        cx, cy = self.camera.camera.cx, self.camera.camera.cy
-        x0, x1 = int(round(cx - cx / s)), int(round(cx + (W - cx) / s))
-        y0, y1 = int(round(cy - cy / s)), int(round(cy + (H - cy) / s))
-        for group in self._non_overlapping_groups(spec):
-            labels = self._seg([nodes[k] for k in group])
-            truncated = []
-            for j, k in enumerate(group):
-                alone = labels == j + 1
-                counts[k] = np.count_nonzero(alone)
-                if counts[k]:
-                    ys, xs = np.nonzero(alone)
-                    boxes[k] = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-                if alone[0].any() or alone[-1].any() or alone[:, 0].any() or alone[:, -1].any():
-                    truncated.append(k)
-            if truncated:
-                # Cut by the border: the wide camera (focal / s, same centre) sees the frame as its central 1/s
-                # part; one pass for the group's truncated members (they rarely meet outside the frame).
-                wide = self._seg([nodes[k] for k in truncated], wide=True)
-                inner = wide[y0:y1, x0:x1]
-                for j, k in enumerate(truncated):
-                    counts[k] += s * s * (np.count_nonzero(wide == j + 1) - np.count_nonzero(inner == j + 1))
-        return boxes, counts
 
     def render(self, spec: SceneSpec, pool: str = "train", min_visibility: float = 0.1, box: str = "amodal"
                ) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -363,16 +313,15 @@ class SceneRenderer:
         image += (1.0 - alpha) * render_room(spec, *self._room_textures(pool, spec))
         image = camera_effects(image, alpha[..., 0], spec.post)
 
-        amodal, full = self._unoccluded_masks(spec, nodes)
         annotations = []
         for k, obj in enumerate(spec.objects):
             ys, xs = np.nonzero(labels == k + 1)
             if len(xs) < MIN_VISIBLE_PX:
                 continue
             visible = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-            whole = [float(v) for v in amodal[k]]
+            whole, full_area = amodal_extent(self.assets[obj.name], obj.pose, spec)
             chosen = whole if box == "amodal" else visible
-            visibility = min(len(xs) / max(int(full[k]), 1), 1.0)
+            visibility = min(len(xs) / max(full_area, 1.0), 1.0)
             if min(chosen[2] - chosen[0], chosen[3] - chosen[1]) < MIN_BOX_SIDE_PX or visibility < min_visibility:
                 continue
             annotations.append({"name": obj.name, "xyxy": chosen, "visibility": round(visibility, 4),
