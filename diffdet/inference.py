@@ -210,7 +210,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
 
 def postprocess_detections(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, to_orig: Tensor,
                            orig_hw: tuple[int, int], options: SamplerOptions) -> tuple[Tensor, Tensor]:
-    """Indices of the final detections among pooled candidates, best first, in the reference's order of operations.
+    """The final detections among pooled candidates, best first, in the reference's order of operations.
 
     1. NMS at ``options.nms_iou`` on the UNCLIPPED boxes, class-wise (``batched_nms``) or, with ``agnostic_nms``,
        over all classes; without NMS, all candidates by decreasing score.
@@ -309,6 +309,23 @@ def coco_results(traj: Trajectory, image_id: int) -> list[dict]:
     ]
 
 
+def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
+    """The NMS and ensemble flags shared by ``predict`` and ``eval`` (None = the SamplerOptions default)."""
+    parser.add_argument("--agnostic-nms", action="store_true",
+                        help="one NMS over all classes (overlapping boxes of different classes compete)")
+    parser.add_argument("--ensemble-last-step", action=argparse.BooleanOptionalAction, default=None,
+                        help="pool the last DDIM step into the ensemble (default); --no-ensemble-last-step "
+                             "reproduces the reference DiffusionDet, which drops it")
+
+
+def sampler_flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """SamplerOptions overrides from the flags of ``add_sampler_flags``."""
+    overrides: dict[str, object] = {"agnostic_nms": bool(args.agnostic_nms)}
+    if args.ensemble_last_step is not None:
+        overrides["ensemble_last_step"] = bool(args.ensemble_last_step)
+    return overrides
+
+
 def cli(argv: list[str]) -> int:
     from tqdm import tqdm
 
@@ -326,11 +343,13 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--trajectory", choices=("npz", "json", "none"), default="npz")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    add_sampler_flags(parser)
     args = parser.parse_args(argv)
     try:
         detector = Detector.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
         overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init,
-                     "score_threshold": args.score_threshold, "record": args.trajectory != "none"}
+                     "score_threshold": args.score_threshold, "record": args.trajectory != "none",
+                     **sampler_flag_overrides(args)}
         if args.steps is not None:
             overrides["steps"] = args.steps
         if args.eta is not None:
