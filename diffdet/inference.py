@@ -20,7 +20,8 @@ from torchvision.ops import batched_nms, clip_boxes_to_image, nms
 
 from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
 from diffdet.config import DiffDetConfig
-from diffdet.diffusion import boxes_to_signal, ddim_step, ddim_time_pairs, renew_boxes, signal_to_boxes
+from diffdet.diffusion import (boxes_to_signal, cosine_alphas_cumprod, ddim_step, ddim_time_pairs, renew_boxes,
+                               signal_to_boxes)
 from diffdet.heatmap import decode_peaks
 from diffdet.images import image_to_tensor, read_image_rgb
 from diffdet.model import DiffusionDet, resize_for_model
@@ -161,7 +162,9 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N), updated as slots are renewed
 
     # 4. The DDIM loop: predict x0, record, collect candidates, step, renew.
-    alphas_cumprod = model.alphas_cumprod
+    # The float64 schedule on the CPU: the DDIM coefficients are read from it as Python floats (no device sync),
+    # whatever dtype or device the model's own buffer was moved to.
+    alphas_cumprod = cosine_alphas_cumprod(cfg.timesteps, cfg.cosine_s)
     pairs = ddim_time_pairs(cfg.timesteps, options.steps)
     pooled = options.ensemble and len(pairs) > 1
     rec: dict[str, list[Tensor]] = {k: [] for k in ("boxes_in", "boxes", "logits", "renewed", "from_heatmap")}
@@ -176,7 +179,10 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         pred_x0 = boxes_to_signal(xyxy_to_cxcywh01(boxes[-1], whwh[:, None]), scale).clamp(-scale, scale)
         best_score = logits[-1].sigmoid().amax(dim=-1)  # (B, N)
         last = step == len(pairs) - 1
-        if (options.ensemble_last_step or not last) if pooled else last:
+        # With the ensemble every step is a candidate source (the last one only if ensemble_last_step);
+        # without it, only the last step.
+        collect = (options.ensemble_last_step or not last) if pooled else last
+        if collect:
             for i in range(len(images)):
                 b, s, c = _step_candidates(logits[-1, i], boxes[-1, i], num)
                 candidates[i].append((b, s, c, step))
