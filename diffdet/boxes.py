@@ -11,8 +11,10 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert
 
-# The reference clamps dw/dh so exp() cannot blow a box up by more than 1000/16.
-DELTA_SCALE_CLAMP = math.log(1000.0 / 16)
+# DiffusionDet's head clamps dw/dh at log(100000 / 16) = 8.74, so exp() grows a box by at most 6250x. This is
+# DiffusionDet's own constant, not detectron2's generic Box2BoxTransform default log(1000 / 16) = 4.14: with the
+# latter a 2-px box with dw = 5 would come out 125 px wide instead of the reference's 297 px.
+DELTA_SCALE_CLAMP = math.log(100000.0 / 16)
 
 
 def image_whwh(image_sizes_hw: Tensor) -> Tensor:
@@ -37,7 +39,8 @@ def apply_deltas(deltas: Tensor, boxes_xyxy: Tensor, weights: tuple[float, float
     Args:
         deltas (Tensor[M, 4]): raw head outputs.
         boxes_xyxy (Tensor[M, 4]): reference boxes in pixels.
-        weights: divisors of (dx, dy, dw, dh); the reference uses (2, 2, 1, 1).
+        weights: divisors of (dx, dy, dw, dh); the reference uses (2, 2, 1, 1). dw and dh are clamped at
+            ``DELTA_SCALE_CLAMP`` after the division, as DiffusionDet's head does.
     Returns:
         Tensor[M, 4]: absolute xyxy boxes in pixels.
     """

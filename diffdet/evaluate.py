@@ -181,7 +181,7 @@ def cli(argv: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions
+    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions, add_sampler_flags, sampler_flag_overrides
     from diffdet.data import load_split
     from diffdet.weights import load_checkpoint
 
@@ -198,6 +198,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N images only (0 = all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write the results JSON here")
+    add_sampler_flags(parser)
     args = parser.parse_args(argv)
     try:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -205,7 +206,8 @@ def cli(argv: list[str]) -> int:
         split = load_split(args.data, args.data_format, args.split, model.cfg.class_names)
         if args.limit:
             split.samples = split.samples[: args.limit]
-        overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init, "record": False}
+        overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init, "record": False,
+                     **sampler_flag_overrides(args)}
         if args.steps is not None:
             overrides["steps"] = args.steps
         options = SamplerOptions.from_config(model.cfg, **overrides)

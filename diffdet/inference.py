@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, clip_boxes_to_image, nms
 
 from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
 from diffdet.config import DiffDetConfig
-from diffdet.diffusion import boxes_to_signal, ddim_step, ddim_time_pairs, renew_boxes, signal_to_boxes
+from diffdet.diffusion import (boxes_to_signal, cosine_alphas_cumprod, ddim_step, ddim_time_pairs, renew_boxes,
+                               signal_to_boxes)
 from diffdet.heatmap import decode_peaks
 from diffdet.images import image_to_tensor, read_image_rgb
 from diffdet.model import DiffusionDet, resize_for_model
@@ -39,8 +40,10 @@ class SamplerOptions:
     eta: float = 1.0                 # DDIM stochasticity (0 = deterministic)
     box_renewal: bool = True         # replace boxes scoring below renewal_threshold with fresh ones between steps
     renewal_threshold: float = 0.5
-    ensemble: bool = True            # pool every step's candidates (the last included) before NMS
-    nms: bool = True                 # class-wise NMS on the pooled candidates
+    ensemble: bool = True            # with S > 1, pool every step's candidates before NMS
+    ensemble_last_step: bool = True  # pool the last step too; False reproduces the reference, which drops it by mistake
+    nms: bool = True                 # NMS on the pooled candidates (class-wise unless agnostic_nms)
+    agnostic_nms: bool = False       # one NMS over all classes: overlapping boxes of different classes compete
     nms_iou: float = 0.5
     score_threshold: float = 0.0     # drop final detections below this score
     num_proposals: int | None = None  # None: the config's value
@@ -133,7 +136,10 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     resized, factors = zip(*(resize_for_model(t, cfg.min_size_test, cfg.max_size_test) for t in tensors))
     batch, sizes_hw = model.preprocess(list(resized))
     whwh = image_whwh(sizes_hw)  # (B, 4)
-    back = torch.tensor([[fx, fy, fx, fy] for fx, fy in factors], device=device)  # (B, 4)
+    back = torch.tensor([[fx, fy, fx, fy] for fx, fy in factors], device=device)  # (B, 4) model input / original
+    # Final boxes are multiplied by original / model-input size, as detectron2's detector_postprocess does.
+    to_orig = torch.tensor([[ow / r.shape[-1], oh / r.shape[-2]] * 2 for (oh, ow), r in zip(orig_hw, resized)],
+                           device=device)  # (B, 4)
 
     # 2. Features once; the heatmap (and its peaks when proposals are drawn from it).
     with autocast:
@@ -150,16 +156,21 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     images_wh = sizes_hw.flip(1).cpu().float()  # (B, 2) model-input sizes as (w, h)
     drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
              for i, g in enumerate(generators)]
-    x = torch.stack([d[0] for d in drawn]).to(device)  # (B, N, 4)
+    # The signal is kept in float64 between steps, as in the reference (its DDIM update promotes to the float64
+    # schedule); the network sees float32 boxes.
+    x = torch.stack([d[0] for d in drawn]).to(device, torch.float64)  # (B, N, 4)
     from_heatmap = torch.stack([d[1] for d in drawn])  # (B, N), updated as slots are renewed
 
     # 4. The DDIM loop: predict x0, record, collect candidates, step, renew.
-    alphas_cumprod = model.alphas_cumprod
+    # The float64 schedule on the CPU: the DDIM coefficients are read from it as Python floats (no device sync),
+    # whatever dtype or device the model's own buffer was moved to.
+    alphas_cumprod = cosine_alphas_cumprod(cfg.timesteps, cfg.cosine_s)
     pairs = ddim_time_pairs(cfg.timesteps, options.steps)
+    pooled = options.ensemble and len(pairs) > 1
     rec: dict[str, list[Tensor]] = {k: [] for k in ("boxes_in", "boxes", "logits", "renewed", "from_heatmap")}
     candidates: list[list[tuple[Tensor, Tensor, Tensor, int]]] = [[] for _ in images]
     for step, (t, t_next) in enumerate(pairs):
-        boxes_in = cxcywh01_to_xyxy(signal_to_boxes(x, scale), whwh[:, None])  # (B, N, 4)
+        boxes_in = cxcywh01_to_xyxy(signal_to_boxes(x, scale), whwh[:, None]).float()  # (B, N, 4)
         time_batch = torch.full((len(images),), t, device=device, dtype=torch.int64)
         with autocast:
             out = model(features, boxes_in, time_batch)
@@ -167,7 +178,11 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         boxes = out["pred_boxes"].float()  # (L, B, N, 4)
         pred_x0 = boxes_to_signal(xyxy_to_cxcywh01(boxes[-1], whwh[:, None]), scale).clamp(-scale, scale)
         best_score = logits[-1].sigmoid().amax(dim=-1)  # (B, N)
-        if options.ensemble or step == len(pairs) - 1:
+        last = step == len(pairs) - 1
+        # With the ensemble every step is a candidate source (the last one only if ensemble_last_step);
+        # without it, only the last step.
+        collect = (options.ensemble_last_step or not last) if pooled else last
+        if collect:
             for i in range(len(images)):
                 b, s, c = _step_candidates(logits[-1, i], boxes[-1, i], num)
                 candidates[i].append((b, s, c, step))
@@ -179,7 +194,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
                 keep = best_score > options.renewal_threshold  # (B, N)
                 fresh = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
                          for i, g in enumerate(generators)]
-                x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device))
+                x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device, x.dtype))
                 renewed = ~keep
                 fresh_from_heatmap = torch.stack([f[1] for f in fresh])  # (B, N)
         if options.record:
@@ -193,29 +208,53 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
 
     # 5. Per image: pool, NMS, threshold, back to the image's own pixels.
     return [
-        _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], sizes_hw[i], pairs,
-                      num, num_from_heatmap, peaks[i], seeds[i])
+        _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], to_orig[i], sizes_hw[i],
+                      pairs, num, num_from_heatmap, peaks[i], seeds[i])
         for i in range(len(images))
     ]
 
 
+def postprocess_detections(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, to_orig: Tensor,
+                           orig_hw: tuple[int, int], options: SamplerOptions) -> tuple[Tensor, Tensor]:
+    """The final detections among pooled candidates, best first, in the reference's order of operations.
+
+    1. NMS at ``options.nms_iou`` on the UNCLIPPED boxes, class-wise (``batched_nms``) or, with ``agnostic_nms``,
+       over all classes; without NMS, all candidates by decreasing score.
+    2. Rescale to the original image (multiply by ``to_orig``), clip to it and drop empty boxes (width or height 0),
+       as detectron2's ``detector_postprocess``. Clipping first would make boxes that hang over the border overlap
+       more (or less) and change what NMS suppresses.
+    3. Drop scores below ``options.score_threshold``; keep at most ``options.max_detections``.
+
+    Args:
+        boxes_xyxy (Tensor[C, 4]): candidates in model-input pixels; scores (Tensor[C]); labels (Tensor[C]) int.
+        to_orig (Tensor[4]): (w, h, w, h) factors from model-input to original pixels.
+        orig_hw: the original image's (height, width).
+    Returns:
+        keep (Tensor[M]) int64 indices into the candidates, best first; boxes_xyxy (Tensor[M, 4]) of those
+        candidates in original-image pixels, 0 <= x1 < x2 <= W, 0 <= y1 < y2 <= H.
+    """
+    if not options.nms:
+        keep = scores.argsort(descending=True)
+    elif options.agnostic_nms:
+        keep = nms(boxes_xyxy, scores, options.nms_iou)
+    else:
+        keep = batched_nms(boxes_xyxy, scores, labels, options.nms_iou)
+    boxes = clip_boxes_to_image(boxes_xyxy[keep] * to_orig, orig_hw)  # (M, 4)
+    final = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (scores[keep] >= options.score_threshold))
+    final = final.nonzero().squeeze(1)[: options.max_detections]
+    return keep[final], boxes[final]
+
+
 def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidates: list, rec: dict[str, list[Tensor]],
-                  heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, size_hw: Tensor,
-                  pairs: list[tuple[int, int]], num: int, num_from_heatmap: int,
+                  heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, to_orig: Tensor,
+                  size_hw: Tensor, pairs: list[tuple[int, int]], num: int, num_from_heatmap: int,
                   peaks: dict[str, Tensor] | None, seed: int) -> Trajectory:
-    boxes = torch.cat([c[0] for c in candidates])  # (C, 4)
+    boxes = torch.cat([c[0] for c in candidates])  # (C, 4) model-input pixels, unclipped
     scores = torch.cat([c[1] for c in candidates])
     labels = torch.cat([c[2] for c in candidates])
     steps = torch.cat([torch.full_like(c[1], c[3], dtype=torch.int64) for c in candidates])
-    boxes = clip_boxes_to_image(boxes / back, orig_hw)
-    keep = remove_small_boxes(boxes, 1e-2)
-    boxes, scores, labels, steps = boxes[keep], scores[keep], labels[keep], steps[keep]
-    if options.nms:
-        keep = batched_nms(boxes, scores, labels, options.nms_iou)
-    else:
-        keep = scores.argsort(descending=True)
-    keep = keep[scores[keep] >= options.score_threshold][: options.max_detections]
-    detections = Detections(boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy(),
+    keep, final_boxes = postprocess_detections(boxes, scores, labels, to_orig, orig_hw, options)
+    detections = Detections(final_boxes.cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy(),
                             steps[keep].cpu().numpy())
 
     heatmap, heat_stride = None, 0.0
@@ -276,6 +315,23 @@ def coco_results(traj: Trajectory, image_id: int) -> list[dict]:
     ]
 
 
+def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
+    """The NMS and ensemble flags shared by ``predict`` and ``eval`` (None = the SamplerOptions default)."""
+    parser.add_argument("--agnostic-nms", action="store_true",
+                        help="one NMS over all classes (overlapping boxes of different classes compete)")
+    parser.add_argument("--ensemble-last-step", action=argparse.BooleanOptionalAction, default=None,
+                        help="pool the last DDIM step into the ensemble (default); --no-ensemble-last-step "
+                             "reproduces the reference DiffusionDet, which drops it")
+
+
+def sampler_flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """SamplerOptions overrides from the flags of ``add_sampler_flags``."""
+    overrides: dict[str, object] = {"agnostic_nms": bool(args.agnostic_nms)}
+    if args.ensemble_last_step is not None:
+        overrides["ensemble_last_step"] = bool(args.ensemble_last_step)
+    return overrides
+
+
 def cli(argv: list[str]) -> int:
     from tqdm import tqdm
 
@@ -293,11 +349,13 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--trajectory", choices=("npz", "json", "none"), default="npz")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    add_sampler_flags(parser)
     args = parser.parse_args(argv)
     try:
         detector = Detector.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
         overrides = {"num_proposals": args.proposals, "heatmap_init": args.heatmap_init,
-                     "score_threshold": args.score_threshold, "record": args.trajectory != "none"}
+                     "score_threshold": args.score_threshold, "record": args.trajectory != "none",
+                     **sampler_flag_overrides(args)}
         if args.steps is not None:
             overrides["steps"] = args.steps
         if args.eta is not None:

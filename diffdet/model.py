@@ -5,8 +5,10 @@ No loss and no sampling loop here: training (``criterion``, ``train``) and sampl
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from diffdet.backbone import Backbone, default_pretrained_path, load_pretrained_body
@@ -90,16 +92,37 @@ def build_model(cfg: DiffDetConfig, pretrained: bool | str = False) -> Diffusion
     return model
 
 
+def shortest_edge_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """Output (height, width) of detectron2's ResizeShortestEdge: short side ``min_size``, long side at most
+    ``max_size``, each side rounded half up (``int(x + 0.5)``)."""
+    scale = min_size / min(height, width)
+    new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
 def resize_for_model(image: Tensor, min_size: int, max_size: int) -> tuple[Tensor, tuple[float, float]]:
     """Resize (3, H, W) so the short side is ``min_size`` and the long side at most ``max_size``.
 
-    Returns the resized image (float32, 0-255) and the scale factors (new_w / w, new_h / h).
+    As detectron2's ResizeShortestEdge at test time: sizes from ``shortest_edge_size``; a uint8 image is resized by
+    PIL's bilinear filter on the uint8 pixels (which averages over the footprint when shrinking and rounds to
+    uint8), then converted to float. Other dtypes (already float) are resized by torch's bilinear interpolation,
+    antialiased when shrinking as PIL's is.
+
+    Returns the resized image (Tensor[3, H', W'] float32, 0-255, on the input's device) and the scale factors
+    (new_w / w, new_h / h).
     """
     h, w = image.shape[-2:]
-    scale = min(min_size / min(h, w), max_size / max(h, w))
-    if abs(scale - 1.0) < 1e-6:
+    new_h, new_w = shortest_edge_size(h, w, min_size, max_size)
+    if (new_h, new_w) == (h, w):
         return image.float(), (1.0, 1.0)
-    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
-                            antialias=scale < 1)[0]
+    if image.dtype == torch.uint8:
+        pixels = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+        array = np.asarray(pixels.resize((new_w, new_h), Image.Resampling.BILINEAR))  # (H', W', 3) uint8
+        resized = torch.from_numpy(array.copy()).permute(2, 0, 1).to(image.device, torch.float32)
+    else:
+        resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
+                                antialias=new_h < h)[0]
     return resized, (new_w / w, new_h / h)

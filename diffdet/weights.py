@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
-from diffdet.config import COCO_R50, PROPS_R50, DiffDetConfig
+from diffdet.config import PRESETS, DiffDetConfig, get_preset
 from diffdet.model import DiffusionDet
 
 FORMAT = "diffdet-explorer/1"
@@ -130,28 +130,67 @@ def read_reference_state(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
-def config_for_reference(state: dict[str, Tensor]) -> DiffDetConfig:
-    """Infer classes, depth, stages and heatmap use from the reference tensors."""
+def _default_preset(num_classes: int) -> str:
+    """The ResNet preset whose class list has ``num_classes`` names (COCO 80, PROPS 10), else the COCO one (the
+    reference's own defaults); its names are used only when the count matches."""
+    for name in ("coco_r50", "props_r50"):
+        if PRESETS[name].num_classes == num_classes:
+            return name
+    return "coco_r50"
+
+
+def config_for_reference(state: dict[str, Tensor], preset: str | None = None,
+                         class_names: list[str] | tuple[str, ...] | None = None, num_proposals: int | None = None,
+                         min_size_test: int | None = None, max_size_test: int | None = None) -> DiffDetConfig:
+    """The config of a detectron2 DiffusionDet checkpoint: what the tensors fix, then what the caller says.
+
+    From the tensors: number of classes, backbone depth (res4 blocks), head stages, hidden size, heatmap head.
+    Not in the tensors, so taken from ``preset`` (default: the ResNet preset with that many classes, else
+    "coco_r50") unless given: ``num_proposals`` (the reference's config, e.g. 500 for COCO; a model trained with 300
+    must be told so), the test sizes (``min_size_test`` short side, ``max_size_test`` long-side cap) and the class
+    names. Names are never made up from the class count: they come from ``class_names`` or from a preset with
+    exactly that many classes.
+
+    Raises:
+        ValueError: not a DiffusionDet checkpoint, unsupported depth, unknown preset, or no usable class names
+            (count mismatch), with the counts in the message.
+    """
     logits = state.get("head.head_series.0.class_logits.weight")
     if logits is None:
         raise ValueError("not a DiffusionDet checkpoint: head.head_series.0.class_logits.weight is missing")
     num_classes = logits.shape[0]
-    base = COCO_R50 if num_classes == 80 else PROPS_R50
-    if num_classes not in (80, len(PROPS_R50.class_names)):
-        base = base.replace(class_names=tuple(f"class_{i}" for i in range(num_classes)))
+    preset = preset or _default_preset(num_classes)
+    base = get_preset(preset)
+    if class_names is not None:
+        names = tuple(str(n) for n in class_names)
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names given for a checkpoint with {num_classes} classes")
+        if len(set(names)) != len(names) or not all(n.strip() for n in names):
+            raise ValueError(f"class names must be non-empty and distinct, got {list(names)}")
+    elif base.num_classes == num_classes:
+        names = base.class_names
+    else:
+        raise ValueError(f"the checkpoint has {num_classes} classes but preset {preset!r} names {base.num_classes}; "
+                         f"give its class names in label order (class_names, or --class-names on the command line)")
     res4 = {int(m.group(1)) for k in state if (m := re.match(r"^backbone\.bottom_up\.res4\.(\d+)\.", k))}
     depth = {6: "resnet50", 23: "resnet101"}.get(len(res4))
     if depth is None:
         raise ValueError(f"unsupported backbone: res4 has {len(res4)} blocks (expected 6 for R-50 or 23 for R-101)")
     stages = len({int(m.group(1)) for k in state if (m := re.match(r"^head\.head_series\.(\d+)\.", k))})
-    return base.replace(backbone=depth, num_stages=stages, use_heatmap=any(k.startswith("heatHead.") for k in state),
-                        hidden_dim=logits.shape[1], fpn_channels=logits.shape[1])
+    changes = {"num_proposals": num_proposals, "min_size_test": min_size_test, "max_size_test": max_size_test}
+    return base.replace(class_names=names, backbone=depth, num_stages=stages,
+                        use_heatmap=any(k.startswith("heatHead.") for k in state), hidden_dim=logits.shape[1],
+                        fpn_channels=logits.shape[1], **{k: v for k, v in changes.items() if v is not None})
 
 
-def convert_reference(path: str | Path, cfg: DiffDetConfig | None = None) -> DiffusionDet:
-    """Load a detectron2 DiffusionDet ``.pth`` into a model; unknown or mis-shaped keys raise ValueError."""
+def convert_reference(path: str | Path, cfg: DiffDetConfig | None = None, **config_options: object) -> DiffusionDet:
+    """Load a detectron2 DiffusionDet ``.pth`` into a model; unknown or mis-shaped keys raise ValueError.
+
+    ``cfg`` fixes the config; otherwise ``config_for_reference(state, **config_options)`` builds it (``preset``,
+    ``class_names``, ``num_proposals``, ``min_size_test``, ``max_size_test``).
+    """
     state = read_reference_state(path)
-    cfg = cfg or config_for_reference(state)
+    cfg = cfg or config_for_reference(state, **config_options)
     model = DiffusionDet(cfg)
     mapped, unknown = {}, []
     for key, value in state.items():
@@ -169,19 +208,56 @@ def convert_reference(path: str | Path, cfg: DiffDetConfig | None = None) -> Dif
     return model.eval()
 
 
+def _read_class_names(values: list[str] | None) -> list[str] | None:
+    """``--class-names``: the names themselves, or one file (a JSON list, or one name a line)."""
+    if not values or len(values) != 1 or not Path(values[0]).is_file():
+        return values
+    text = Path(values[0]).read_text(encoding="utf-8")
+    if values[0].endswith(".json"):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{values[0]} is not valid JSON: {exc}") from exc
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{values[0]} must hold a JSON list of class names")
+        return names
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffdet convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m diffdet convert", description=__doc__.splitlines()[0],
+        epilog="The proposal count, the test size and the class names are not in a checkpoint's tensors: they come "
+               "from the preset unless given here. The config written is printed.")
     parser.add_argument("input", help="detectron2 DiffusionDet checkpoint (.pth)")
     parser.add_argument("output", help="output .safetensors")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="base config (default: coco_r50 for 80 classes, props_r50 for 10, else coco_r50)")
+    parser.add_argument("--num-proposals", type=int, default=None,
+                        help="proposals the model was trained with (the reference config's NUM_PROPOSALS)")
+    parser.add_argument("--min-size-test", type=int, default=None, help="test short side (INPUT.MIN_SIZE_TEST)")
+    parser.add_argument("--max-size-test", type=int, default=None, help="test long-side cap (INPUT.MAX_SIZE_TEST)")
+    parser.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
+                        help="class names in label order, or one .json/.txt file of them; required when the "
+                             "class count matches no preset")
     parser.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
     args = parser.parse_args(argv)
     try:
-        model = convert_reference(args.input)
-    except ValueError as exc:
+        for flag in ("num_proposals", "min_size_test", "max_size_test"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+        model = convert_reference(args.input, preset=args.preset, class_names=_read_class_names(args.class_names),
+                                  num_proposals=args.num_proposals, min_size_test=args.min_size_test,
+                                  max_size_test=args.max_size_test)
+    except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
     save_checkpoint(model, args.output, dtype=torch.float16 if args.fp16 else None,
                     extra={"converted_from": Path(args.input).name})
     cfg = model.cfg
     print(f"wrote {args.output}: {cfg.backbone}, {cfg.num_classes} classes, {cfg.num_stages} stages, "
+          f"{cfg.num_proposals} proposals, test size {cfg.min_size_test}/{cfg.max_size_test}, "
           f"heatmap {'on' if cfg.use_heatmap else 'off'}")
+    print("config written:")
+    for key, value in cfg.to_dict().items():
+        print(f"  {key}: {json.dumps(value)}")
     return 0

@@ -157,3 +157,76 @@ def test_detector_and_predict_cli(tmp_path, tiny_model, rgb_image):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(SystemExit):
         main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "broken.jpg"), "--out", str(out)])
+
+
+def test_nms_runs_on_unclipped_boxes_before_clipping():
+    """A box hanging 100 px over the left border and one inside: IoU 1/3 unclipped, 1.0 once clipped."""
+    from torchvision.ops import batched_nms, clip_boxes_to_image
+
+    from diffdet.inference import postprocess_detections
+
+    boxes = torch.tensor([[-100.0, 10.0, 50.0, 60.0], [0.0, 10.0, 50.0, 60.0]])
+    scores, labels = torch.tensor([0.9, 0.8]), torch.tensor([3, 3])
+    # The case discriminates: clipping first would make the boxes identical and suppress the second.
+    assert batched_nms(clip_boxes_to_image(boxes, (100, 100)), scores, labels, 0.5).tolist() == [0]
+    keep, final = postprocess_detections(boxes, scores, labels, torch.ones(4), (100, 100), SamplerOptions())
+    assert keep.tolist() == [0, 1]
+    assert final.tolist() == [[0.0, 10.0, 50.0, 60.0], [0.0, 10.0, 50.0, 60.0]]
+    # Rescaling to the original image comes after NMS; boxes left empty by clipping are dropped.
+    outside = torch.cat([boxes, torch.tensor([[120.0, 10.0, 150.0, 60.0]])])
+    keep, final = postprocess_detections(outside, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([3, 3, 3]),
+                                         torch.tensor([2.0, 2.0, 2.0, 2.0]), (200, 200), SamplerOptions())
+    assert keep.tolist() == [0, 1] and final.tolist() == [[0.0, 20.0, 100.0, 120.0], [0.0, 20.0, 100.0, 120.0]]
+
+
+def test_sampler_keeps_both_boxes_that_only_clipping_would_merge(tiny_cfg, rgb_image):
+    # Model pixels (the 48x72 image is resized to 64x96): one box far over the left border, one inside, same class.
+    gt = torch.tensor([[-130.0, 10.0, 60.0, 50.0], [0.0, 10.0, 60.0, 50.0]])
+    model = OracleModel(tiny_cfg, gt, torch.tensor([4, 4])).eval()
+    (traj,) = sample(model, [rgb_image], SamplerOptions(steps=1), seed=0)
+    det = traj.detections
+    assert len(det) == 2 and det.labels.tolist() == [4, 4]
+    np.testing.assert_allclose(det.boxes_xyxy, [[0.0, 7.5, 45.0, 37.5]] * 2, atol=1e-4)
+
+
+def test_agnostic_nms_lets_classes_compete():
+    from diffdet.inference import postprocess_detections
+
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [12.0, 10.0, 52.0, 50.0]])  # IoU 0.9
+    scores, labels = torch.tensor([0.6, 0.9]), torch.tensor([1, 2])
+    keep, _ = postprocess_detections(boxes, scores, labels, torch.ones(4), (100, 100), SamplerOptions())
+    assert keep.tolist() == [1, 0]
+    keep, _ = postprocess_detections(boxes, scores, labels, torch.ones(4), (100, 100), SamplerOptions(agnostic_nms=True))
+    assert keep.tolist() == [1]
+
+
+def test_ensemble_last_step_option(tiny_cfg, rgb_image):
+    """Default: every step's candidates are pooled; ensemble_last_step=False drops the last step, as the reference."""
+    model = OracleModel(tiny_cfg, torch.tensor([[5.0, 6.0, 30.0, 40.0]]), torch.tensor([2])).eval()
+
+    def candidate_steps(steps, **kwargs):
+        options = SamplerOptions(steps=steps, nms=False, max_detections=10_000, record=False, **kwargs)
+        (traj,) = sample(model, [rgb_image], options, seed=0)
+        return sorted(set(traj.detections.step.tolist())), len(traj.detections)
+
+    assert candidate_steps(3) == ([0, 1, 2], 3 * 16)
+    assert candidate_steps(3, ensemble_last_step=False) == ([0, 1], 2 * 16)
+    # One step, or no ensemble: only the last step's candidates, whatever ensemble_last_step says.
+    assert candidate_steps(1, ensemble_last_step=False) == ([0], 16)
+    assert candidate_steps(3, ensemble=False, ensemble_last_step=False) == ([2], 16)
+
+
+def test_sampler_flags_on_the_command_line(tmp_path, tiny_model, rgb_image):
+    import cv2
+
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    cv2.imwrite(str(tmp_path / "a.png"), rgb_image[:, :, ::-1])
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "a.png"), "--steps", "2",
+                 "--agnostic-nms", "--no-ensemble-last-step", "--trajectory", "json", "--out", str(out)]) == 0
+    (path,) = (out / "trajectories").glob("*.json")
+    settings = json.loads(path.read_text())["settings"]
+    assert settings["agnostic_nms"] is True and settings["ensemble_last_step"] is False

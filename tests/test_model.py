@@ -1,10 +1,11 @@
+import numpy as np
 import torch
 
 from diffdet.backbone import Backbone, load_pretrained_body
 import pytest
 
 from diffdet.head import RoIPooler, multilevel_roi_align, roi_levels
-from diffdet.model import build_model, resize_for_model
+from diffdet.model import build_model, resize_for_model, shortest_edge_size
 
 
 def test_roi_levels_follow_fpn_rule():
@@ -118,6 +119,39 @@ def test_resize_for_model_keeps_aspect():
     assert resized.shape == (3, 384, 512) and fx == fy == 0.8
     same, factors = resize_for_model(image, 480, 640)
     assert same.shape == (3, 480, 640) and factors == (1.0, 1.0)
+
+
+def test_output_size_follows_detectron2_resize_shortest_edge():
+    assert shortest_edge_size(480, 640, 384, 512) == (384, 512)
+    assert shortest_edge_size(480, 640, 800, 1333) == (800, 1067)  # 1066.67 rounds up
+    assert shortest_edge_size(100, 1000, 800, 1333) == (133, 1333)  # the long side caps the scale
+    assert shortest_edge_size(640, 480, 800, 1333) == (1067, 800)  # portrait
+    # Halves round up (int(x + 0.5)), where Python's round() would give 12.
+    assert shortest_edge_size(4, 10, 5, 100) == (5, 13)
+
+
+@pytest.mark.parametrize("size_hw, min_max", [((480, 640), (384, 512)), ((61, 83), (200, 400))])
+def test_uint8_resize_matches_pil_bilinear(size_hw, min_max):
+    from PIL import Image
+
+    # A test image with fine detail (noise on a gradient) so that shrinking filters and rounding matter.
+    rng = np.random.default_rng(0)
+    h, w = size_hw
+    gradient = np.linspace(0, 200, w)[None, :, None] + np.linspace(0, 40, h)[:, None, None]
+    image = np.clip(gradient + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+    new_h, new_w = shortest_edge_size(h, w, *min_max)
+    expected = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR)).astype(np.float32)
+    resized, (fx, fy) = resize_for_model(torch.from_numpy(image).permute(2, 0, 1), *min_max)
+    assert resized.dtype == torch.float32 and resized.shape == (3, new_h, new_w)
+    assert (fx, fy) == (new_w / w, new_h / h)
+    got = resized.permute(1, 2, 0).numpy()
+    assert np.abs(got - expected).max() <= 1.0
+    # PIL works on the uint8 pixels and rounds: the result is whole grey levels, unlike a float resize.
+    assert np.array_equal(got, np.round(got))
+    float_path = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(),
+                                                 size=(new_h, new_w), mode="bilinear", align_corners=False,
+                                                 antialias=new_h < h)[0].permute(1, 2, 0).numpy()
+    assert not np.array_equal(float_path, np.round(float_path))
 
 
 def test_dynamic_conv_chunks_give_the_same_result(tiny_cfg, monkeypatch):

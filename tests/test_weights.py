@@ -135,3 +135,51 @@ def test_model_without_heatmap_for_coco(tmp_path):
     cfg = get_preset("coco_r50", num_stages=1, backbone="resnet18", fpn_channels=256)
     model = DiffusionDet(cfg)
     assert model.heatmap_head is None and model.cfg.num_classes == 80
+
+
+def test_converter_round_trip_keeps_num_proposals_and_test_size(tmp_path, reference_file, capsys):
+    from diffdet.__main__ import main
+
+    path, _ = reference_file
+    out = tmp_path / "p300.safetensors"
+    assert main(["convert", str(path), str(out), "--num-proposals", "300", "--min-size-test", "512",
+                 "--max-size-test", "704"]) == 0
+    printed = capsys.readouterr().out
+    assert "300 proposals" in printed and "num_proposals: 300" in printed and "min_size_test: 512" in printed
+    cfg = load_checkpoint(out).cfg
+    assert (cfg.num_proposals, cfg.min_size_test, cfg.max_size_test) == (300, 512, 704)
+    assert cfg.class_names == get_preset("props_r50").class_names  # a 10-class file takes the PROPS preset's names
+    # Without the flag the count is the preset's, and another preset gives its own values.
+    assert convert_reference(path).cfg.num_proposals == get_preset("props_r50").num_proposals
+    with pytest.raises(ValueError, match="10 classes but preset 'coco_r50' names 80"):
+        convert_reference(path, preset="coco_r50")
+    coco_sized = convert_reference(path, preset="coco_r50", class_names=[f"c{i}" for i in range(10)])
+    assert coco_sized.cfg.num_proposals == 500 and coco_sized.cfg.min_size_test == 800
+
+
+def test_converter_needs_class_names_it_cannot_know(tmp_path, reference_file, capsys):
+    """A 7-class checkpoint matches no preset: its names must be given, never made up from the count."""
+    from diffdet.__main__ import main
+
+    path, _ = reference_file
+    state = torch.load(path, weights_only=True)["model"]
+    for key in ("head.head_series.0.class_logits.weight", "head.head_series.0.class_logits.bias",
+                "heatHead.layer.2.weight", "heatHead.layer.2.bias"):
+        state[key] = state[key][:7].clone()
+    seven = tmp_path / "seven.pth"
+    torch.save({"model": state}, seven)
+    with pytest.raises(ValueError, match="7 classes.*class names"):
+        convert_reference(seven)
+    with pytest.raises(ValueError, match="3 class names given for a checkpoint with 7 classes"):
+        convert_reference(seven, class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="distinct"):
+        convert_reference(seven, class_names=["a"] * 7)
+    with pytest.raises(SystemExit):
+        main(["convert", str(seven), str(tmp_path / "x.safetensors")])
+    assert "--class-names" in capsys.readouterr().err
+    names = ["apple", "pear", "fig", "kiwi", "lime", "plum", "date"]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    for given in (names, [str(tmp_path / "names.txt")]):
+        out = tmp_path / "seven.safetensors"
+        assert main(["convert", str(seven), str(out), "--class-names", *given]) == 0
+        assert load_checkpoint(out).cfg.class_names == tuple(names)
