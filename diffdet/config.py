@@ -105,6 +105,8 @@ class DiffDetConfig:
     crop_prob: float = 0.5                    # probability of resize-then-random-crop augmentation
     crop_resize: tuple[int, ...] = (400, 500, 600)  # short sides before the crop (reference recipe)
     crop_size: tuple[int, int] = (384, 600)   # min/max crop side in pixels
+    photometric_prob: float = 0.0             # p of each photo-like augmentation (colour, blur, low resolution,
+                                              # JPEG): renders -> webcam photos; 0 is the reference recipe
     min_size_test: int = 480                  # PROPS images are 640x480: test at native size
     max_size_test: int = 640
     eval_every: int = 1000                    # the paper evaluates every 1k iterations
@@ -186,7 +188,7 @@ TINY = DiffDetConfig(
     dim_feedforward=512, dim_dynamic=16, num_stages=4, num_proposals=100, heatmap_channels=32,
     lr=1e-4, batch_size=4, max_iter=6000, lr_steps=(4500, 5500), warmup_iters=200,
     min_size_train=(320, 352, 384, 416), max_size_train=560, crop_resize=(320, 352, 384), crop_size=(256, 384),
-    min_size_test=384, max_size_test=512, eval_every=500, checkpoint_every=250,
+    min_size_test=384, max_size_test=512, eval_every=500, checkpoint_every=250, photometric_prob=0.5,
 )
 
 PRESETS: dict[str, DiffDetConfig] = {"props_r50": PROPS_R50, "coco_r50": COCO_R50, "tiny": TINY}

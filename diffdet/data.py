@@ -425,6 +425,40 @@ class RandomSizeCrop(v2.Transform):
         return self._call_kernel(TF.crop, inpt, **params)
 
 
+class RandomLowResolution(v2.Transform):
+    """Downscale the image by a factor uniform in [min_factor, max_factor] and back up: the soft, blocky detail of
+    a low-resolution camera (webcams, resized uploads). Boxes and sizes are unchanged."""
+
+    _transformed_types = (tv_tensors.Image,)
+
+    def __init__(self, min_factor: float, max_factor: float) -> None:
+        super().__init__()
+        if not 0 < min_factor <= max_factor <= 1:
+            raise ValueError(f"need 0 < min_factor <= max_factor <= 1, got {min_factor}, {max_factor}")
+        self.min_factor, self.max_factor = min_factor, max_factor
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"factor": float(torch.empty(()).uniform_(self.min_factor, self.max_factor))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        height, width = inpt.shape[-2:]
+        small = TF.resize(inpt, [max(8, round(height * params["factor"])), max(8, round(width * params["factor"]))],
+                          antialias=True)
+        return TF.resize(small, [height, width], antialias=False)
+
+
+def photometric_transform(prob: float) -> v2.Transform:
+    """Photo-like augmentation of a uint8 image, each part applied with probability ``prob``: colour jitter
+    (exposure, contrast, saturation, a small hue shift), gaussian blur (soft focus), low resolution, JPEG
+    compression (quality 30-95). Boxes are unchanged. Closes part of the gap between renders and photos."""
+    return v2.Compose([
+        v2.RandomApply([v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.4, hue=0.04)], p=prob),
+        v2.RandomApply([v2.GaussianBlur(kernel_size=9, sigma=(0.3, 2.0))], p=prob),
+        v2.RandomApply([RandomLowResolution(0.35, 0.9)], p=prob),
+        v2.RandomApply([v2.JPEG((30, 95))], p=prob),
+    ])
+
+
 def build_train_transform(cfg: DiffDetConfig) -> v2.Transform:
     """The DiffusionDet training augmentation on (image, {"boxes": BoundingBoxes, "labels": Tensor}).
 
@@ -432,16 +466,20 @@ def build_train_transform(cfg: DiffDetConfig) -> v2.Transform:
     2. with p = cfg.crop_prob: short side to a choice of cfg.crop_resize, then a random crop with sides in
        cfg.crop_size;
     3. short side to a random choice of cfg.min_size_train, long side at most cfg.max_size_train;
-    4. clamp boxes to the image and drop the empty ones.
+    4. clamp boxes to the image and drop the empty ones;
+    5. with cfg.photometric_prob > 0, ``photometric_transform`` (colour, blur, low resolution, JPEG).
     """
     crop = v2.Compose([v2.RandomShortestSize(list(cfg.crop_resize)), RandomSizeCrop(*cfg.crop_size)])
-    return v2.Compose([
+    steps = [
         v2.RandomHorizontalFlip(p=0.5),
         v2.RandomApply([crop], p=cfg.crop_prob),
         v2.RandomShortestSize(list(cfg.min_size_train), max_size=cfg.max_size_train),
         v2.ClampBoundingBoxes(),
         v2.SanitizeBoundingBoxes(min_size=1.0),
-    ])
+    ]
+    if cfg.photometric_prob > 0:
+        steps.append(photometric_transform(cfg.photometric_prob))
+    return v2.Compose(steps)
 
 
 def read_image_rgb(path: str) -> Tensor:

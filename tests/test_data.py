@@ -180,7 +180,9 @@ def test_coco_bad_entries(tmp_path: Path) -> None:
 
 def boxed_dataset(tmp_path: Path, train: bool, **overrides) -> DetectionDataset:
     split = load_props(make_props(tmp_path), "train")
-    return DetectionDataset(split.samples, split.class_names, train, TINY.replace(**overrides))
+    # photometric augmentation off unless asked for: these tests read box contents by brightness
+    return DetectionDataset(split.samples, split.class_names, train,
+                            TINY.replace(**{"photometric_prob": 0.0, **overrides}))
 
 
 def test_eval_dataset_is_untouched(tmp_path: Path) -> None:
@@ -227,6 +229,35 @@ def test_augmentation_flip_matches_image(tmp_path: Path) -> None:
                 torch.tensor([IMAGE_HW[1], 0, IMAGE_HW[1], 0])
             torch.testing.assert_close(aug["boxes_xyxy"], expected)
     assert 0 < flips < 12
+
+
+def test_photometric_augmentation_changes_pixels_not_boxes(tmp_path: Path) -> None:
+    plain = boxed_dataset(tmp_path / "a", train=True, crop_prob=0.0, min_size_train=(IMAGE_HW[0],),
+                          max_size_train=1000)
+    photo = boxed_dataset(tmp_path / "b", train=True, crop_prob=0.0, min_size_train=(IMAGE_HW[0],),
+                          max_size_train=1000, photometric_prob=1.0)
+    for key in [(0, 1), (1, 2), (0, 3)]:
+        (im_plain, t_plain), (im_photo, t_photo) = plain[key], photo[key]
+        assert im_photo.dtype == torch.uint8 and im_photo.shape == im_plain.shape
+        assert not torch.equal(im_photo, im_plain)
+        torch.testing.assert_close(t_photo["boxes_xyxy"], t_plain["boxes_xyxy"])
+        (again, _) = photo[key]
+        assert torch.equal(again, im_photo)  # reproducible per key, as every augmentation
+
+
+def test_low_resolution_removes_fine_detail() -> None:
+    from torchvision import tv_tensors
+
+    from diffdet.data import RandomLowResolution
+
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8))
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[5.0, 5, 30, 40]]), format="XYXY", canvas_size=(60, 80))
+    out_image, out_boxes = RandomLowResolution(0.4, 0.4)(image, boxes)
+    assert out_image.shape == image.shape and torch.equal(out_boxes, boxes)
+    detail = lambda im: im.float().diff(dim=-1).abs().mean()  # noqa: E731
+    assert detail(out_image) < 0.6 * detail(image)
+    with pytest.raises(ValueError, match="min_factor"):
+        RandomLowResolution(0.0, 0.5)
 
 
 def test_augmentation_is_reproducible_per_key(tmp_path: Path) -> None:
