@@ -94,13 +94,17 @@ def file_digest(path: str | os.PathLike) -> str:
 
 @dataclass
 class GroundTruth:
-    """Boxes of one image. boxes_xyxy (G, 4) float32 pixels, labels (G,) int64 class ids; ``notes`` lists what was
-    skipped (unknown class names, empty boxes) so the UI can say so."""
+    """Boxes of one image. boxes_xyxy (G, 4) float32 pixels, labels (G,) int64 class ids (the model's, matched by
+    name); crowd_boxes_xyxy (C, 4) / crowd_labels (C,) the COCO ``iscrowd=1`` regions, which AP treats as ignore
+    regions (``app.evaluation.image_ap``); ``notes`` lists what was skipped (unknown class names, empty boxes) so
+    the UI can say so."""
 
     boxes_xyxy: np.ndarray
     labels: np.ndarray
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    crowd_boxes_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    crowd_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -122,12 +126,14 @@ def _finite_box(values: object) -> list[float] | None:
 
 def _build_gt(
     items: list[tuple[str, list[float]]], class_names: tuple[str, ...], image_size_hw: tuple[int, int] | None,
-    source: str,
+    source: str, crowd: list[bool] | None = None,
 ) -> GroundTruth:
-    """(class name, xyxy) pairs -> GroundTruth, clipping to the image and dropping what cannot be used."""
+    """(class name, xyxy) pairs -> GroundTruth, clipping to the image and dropping what cannot be used; the items
+    flagged in ``crowd`` become crowd (ignore) regions. Classes are matched to ``class_names`` by name."""
     index = {name: i for i, name in enumerate(class_names)}
-    boxes, labels, unknown, degenerate = [], [], set(), 0
-    for name, box in items:
+    crowd = crowd or [False] * len(items)
+    boxes, labels, crowd_boxes, crowd_labels, unknown, degenerate = [], [], [], [], set(), 0
+    for (name, box), is_crowd in zip(items, crowd):
         if name not in index:
             unknown.add(str(name))
             continue
@@ -139,15 +145,16 @@ def _build_gt(
         if x2 - x1 < 1.0 or y2 - y1 < 1.0:
             degenerate += 1
             continue
-        boxes.append([x1, y1, x2, y2])
-        labels.append(index[name])
+        (crowd_boxes if is_crowd else boxes).append([x1, y1, x2, y2])
+        (crowd_labels if is_crowd else labels).append(index[name])
     notes = []
     if unknown:
         notes.append(f"skipped boxes of classes this model does not know: {', '.join(sorted(unknown))}")
     if degenerate:
         notes.append(f"skipped {degenerate} empty or out-of-image box(es)")
     return GroundTruth(
-        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), source, notes
+        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), source, notes,
+        np.asarray(crowd_boxes, np.float32).reshape(-1, 4), np.asarray(crowd_labels, np.int64),
     )
 
 
@@ -198,7 +205,8 @@ def parse_coco(
     image_size_hw: tuple[int, int] | None = None, source: str = "COCO file",
 ) -> GroundTruth:
     """COCO format: ``{"images": [...], "annotations": [{"image_id", "category_id", "bbox": [x, y, w, h]}],
-    "categories": [{"id", "name"}]}``; categories are matched to the model's classes by name."""
+    "categories": [{"id", "name"}]}``; categories are matched to the model's classes by name (ids and order do
+    not matter); ``iscrowd=1`` annotations become crowd (ignore) regions."""
     images, annotations, categories = data.get("images"), data.get("annotations"), data.get("categories")
     if not isinstance(images, list) or not isinstance(annotations, list) or not isinstance(categories, list):
         raise InputError('A COCO annotation file needs "images", "annotations" and "categories" lists.')
@@ -211,7 +219,7 @@ def parse_coco(
     except (KeyError, TypeError, AttributeError):
         raise InputError("The COCO file's images need an id and a file_name, its categories an id and a name.") \
             from None
-    items = []
+    items, crowd = [], []
     for ann in annotations:
         if not isinstance(ann, dict) or ann.get("image_id") != image_id:
             continue
@@ -220,7 +228,8 @@ def parse_coco(
             raise InputError("Each COCO annotation needs a bbox [x, y, w, h] and a category_id from categories.")
         x, y, w, h = box
         items.append((category_names[ann["category_id"]], [x, y, x + w, y + h]))
-    return _build_gt(items, class_names, image_size_hw, source)
+        crowd.append(bool(ann.get("iscrowd", 0)))
+    return _build_gt(items, class_names, image_size_hw, source, crowd)
 
 
 def parse_annotations(

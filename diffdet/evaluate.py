@@ -205,21 +205,24 @@ def cli(argv: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions
+    from diffdet.config import ArgumentParser, int_range, nonnegative_int, positive_int, unit_float
     from diffdet.data import load_split
+    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions
     from diffdet.weights import load_checkpoint
 
-    parser = argparse.ArgumentParser(prog="python -m diffdet eval", description="Score a checkpoint with pycocotools.")
+    parser = ArgumentParser(prog="python -m diffdet eval", description="Score a checkpoint with pycocotools.",
+                            epilog="Dataset classes are matched to the checkpoint's by name (COCO category ids and "
+                                   "order do not matter); crowd annotations are pycocotools ignore regions.")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--data", required=True, help="PROPS-Detection-Dataset folder/archive, or COCO JSON:IMAGE_DIR")
     parser.add_argument("--data-format", choices=("props", "coco"), default="props")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--proposals", type=int, default=None)
-    parser.add_argument("--heatmap-init", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (0 = all)")
+    parser.add_argument("--steps", type=int_range(1, 1000), default=None)
+    parser.add_argument("--proposals", type=int_range(1, 5000), default=None)
+    parser.add_argument("--heatmap-init", type=unit_float, default=0.0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--limit", type=nonnegative_int, default=0, help="first N images only (0 = all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write the results JSON here")
     args = parser.parse_args(argv)

@@ -7,7 +7,6 @@ resumption (model, optimiser, scheduler, RNG, data position). Multi-GPU / multi-
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,7 +21,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
-from diffdet.config import PRESETS, DiffDetConfig, add_config_arguments, config_from_arguments, get_preset
+from diffdet.config import (
+    PRESETS, ArgumentParser, DiffDetConfig, add_config_arguments, config_from_arguments, get_preset, nonnegative_int,
+    positive_int,
+)
 from diffdet.criterion import SetCriterion
 from diffdet.data import DatasetSplit, DetectionDataset, _mix64, build_train_loader, load_split
 from diffdet.diffusion import corrupt_boxes, pad_ground_truth
@@ -328,24 +330,27 @@ def run_eval(model: DiffusionDet, split: DatasetSplit, options: TrainOptions) ->
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffdet train", description="Train DiffusionDet.")
+    parser = ArgumentParser(prog="python -m diffdet train", description="Train DiffusionDet.",
+                            epilog="Exit status: 0 done, 1 training diverged (non-finite loss, boxes or weights; the "
+                                   "last good checkpoint is kept), 2 bad arguments or data.")
     parser.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset to start from")
     parser.add_argument("--data", required=True, help="PROPS-Detection-Dataset folder/archive, or COCO JSON:IMAGE_DIR")
     parser.add_argument("--data-format", choices=("props", "coco"), default="props")
     parser.add_argument("--val-data", default=None, help="validation data (default: --data's val split)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--iters", type=int, default=None, help="alias of --max-iter")
-    parser.add_argument("--batch", type=int, default=None, help="alias of --batch-size (total over processes)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iters", type=positive_int, default=None, help="alias of --max-iter")
+    parser.add_argument("--batch", type=positive_int, default=None, help="alias of --batch-size (total over processes)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--init", default=None, help="start from this .safetensors checkpoint's weights")
     parser.add_argument("--no-pretrained", action="store_true", help="random trunk instead of local ImageNet weights")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=nonnegative_int, default=2)
     parser.add_argument("--device", default=None)
     parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--eval-images", type=int, default=0, help="evaluate on the first N validation images (0 = all)")
-    parser.add_argument("--eval-steps", type=int, default=1, help="DDIM steps used by the evaluations")
+    parser.add_argument("--log-every", type=positive_int, default=20)
+    parser.add_argument("--eval-images", type=nonnegative_int, default=0,
+                        help="evaluate on the first N validation images (0 = all)")
+    parser.add_argument("--eval-steps", type=positive_int, default=1, help="DDIM steps used by the evaluations")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad dataset entries (counted in the log)")
     parser.add_argument("--cache-dir", default=None, help="where archives are extracted")
     parser.add_argument("--no-md5", action="store_true", help="do not check archive md5 sums (custom archives)")
