@@ -74,8 +74,11 @@ class TrainingDiverged(RuntimeError):
     last checkpoint written, which holds finite weights, or None).
     """
 
-    def __init__(self, iteration: int, cause: str, losses: dict[str, float], last_good: int | None) -> None:
+    def __init__(self, iteration: int, cause: str, losses: dict[str, float], last_good: int | None,
+                 losses_at: int | None = None) -> None:
         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        if terms and losses_at is not None and losses_at != iteration:
+            terms = f"losses at iteration {losses_at}: {terms}"
         kept = (f"the last good checkpoint (iteration {last_good}) is kept" if last_good is not None
                 else "no checkpoint had been written yet")
         super().__init__(f"training diverged at iteration {iteration}: {cause}"
@@ -248,71 +251,74 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     window_start, window_iters = time.perf_counter(), 0
     sums: dict[str, float] = {}
     last_good = start_iter if state is not None else None  # iteration of the last checkpoint written, if any
-    for images, targets in loader:
-        if iteration >= cfg.max_iter or (options.stop_after is not None and iteration >= options.stop_after):
-            break
-        # Corruption noise comes from a generator keyed by (seed, iteration, rank): resumption replays it exactly.
-        generator = torch.Generator().manual_seed(_mix64(options.seed, iteration, rank, 7))
-        targets = [{**t, "boxes_xyxy": t["boxes_xyxy"].to(device), "labels": t["labels"].to(device),
-                    "image_size_hw": t["image_size_hw"].to(device)} for t in targets]
-        try:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                outputs = step_module(images, targets, generator)
-        except NonFiniteError as exc:
-            raise TrainingDiverged(iteration + 1, str(exc), {}, last_good) from None
-        outputs = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in outputs.items()}
-        losses = criterion(outputs, targets)
-        loss = criterion.total_loss(losses)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(iteration + 1, "the loss is not finite", {"loss_total": float(loss),
-                                   **{k: float(v) for k, v in losses.items()}}, last_good)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        iteration += 1
-        window_iters += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        sums["loss_total"] = sums.get("loss_total", 0.0) + float(loss.detach())
-        if rank == 0:
-            progress.update(1)
-            if iteration % options.log_every == 0 or iteration == cfg.max_iter:
-                elapsed = time.perf_counter() - window_start
-                row = {"iter": iteration, **{k: v / window_iters for k, v in sums.items()},
-                       "lr": optimizer.param_groups[0]["lr"], "it_s": window_iters / max(elapsed, 1e-9),
-                       "img_s": window_iters * per_rank_batch * world / max(elapsed, 1e-9)}
-                _append_jsonl(metrics_path, row)
-                progress.set_postfix(loss=f"{row['loss_total']:.3f}", ce=f"{row.get('loss_ce', 0):.3f}",
-                                     hm=f"{row.get('loss_heatmap', 0):.4f}", it_s=f"{row['it_s']:.2f}")
-                sums, window_start, window_iters = {}, time.perf_counter(), 0
-        checkpoint_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iter
-        eval_now = val_split is not None and (iteration % cfg.eval_every == 0 or iteration == cfg.max_iter)
-        if checkpoint_now:
-            bad = non_finite_tensors(model.state_dict())
-            if bad:
-                raise TrainingDiverged(iteration, f"{len(bad)} weight tensor(s) became non-finite (e.g. {bad[:3]})",
-                                       {k: v / max(window_iters, 1) for k, v in sums.items()}, last_good)
-        if rank == 0 and checkpoint_now:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "iteration": iteration, "config": cfg.to_json(),
-                          "torch_rng": torch.get_rng_state()}, ckpt_path)
-            save_checkpoint(model, out / "model.safetensors", extra={"iteration": str(iteration)})
-            last_good = iteration
-        if rank == 0 and eval_now:
+    last_losses: dict[str, float] = {}  # each loss term of the last finished iteration, for the divergence message
+    try:
+        for images, targets in loader:
+            if iteration >= cfg.max_iter or (options.stop_after is not None and iteration >= options.stop_after):
+                break
+            # Corruption noise comes from a generator keyed by (seed, iteration, rank): resumption replays it exactly.
+            generator = torch.Generator().manual_seed(_mix64(options.seed, iteration, rank, 7))
+            targets = [{**t, "boxes_xyxy": t["boxes_xyxy"].to(device), "labels": t["labels"].to(device),
+                        "image_size_hw": t["image_size_hw"].to(device)} for t in targets]
             try:
-                evaluation = run_eval(model, val_split, options)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    outputs = step_module(images, targets, generator)
             except NonFiniteError as exc:
-                raise TrainingDiverged(iteration, str(exc), {}, last_good) from None
-            _append_jsonl(metrics_path, {"iter": iteration, "eval": evaluation})
-            model.train()
-        if world > 1 and (checkpoint_now or eval_now):
-            dist.barrier()
-    progress.close()
+                raise TrainingDiverged(iteration + 1, str(exc), last_losses, last_good, iteration) from None
+            outputs = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in outputs.items()}
+            losses = criterion(outputs, targets)
+            loss = criterion.total_loss(losses)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(iteration + 1, "the loss is not finite", {"loss_total": float(loss),
+                                       **{k: float(v) for k, v in losses.items()}}, last_good)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            iteration += 1
+            window_iters += 1
+            last_losses = {"loss_total": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+            for k, v in last_losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if rank == 0:
+                progress.update(1)
+                if iteration % options.log_every == 0 or iteration == cfg.max_iter:
+                    elapsed = time.perf_counter() - window_start
+                    row = {"iter": iteration, **{k: v / window_iters for k, v in sums.items()},
+                           "lr": optimizer.param_groups[0]["lr"], "it_s": window_iters / max(elapsed, 1e-9),
+                           "img_s": window_iters * per_rank_batch * world / max(elapsed, 1e-9)}
+                    _append_jsonl(metrics_path, row)
+                    progress.set_postfix(loss=f"{row['loss_total']:.3f}", ce=f"{row.get('loss_ce', 0):.3f}",
+                                         hm=f"{row.get('loss_heatmap', 0):.4f}", it_s=f"{row['it_s']:.2f}")
+                    sums, window_start, window_iters = {}, time.perf_counter(), 0
+            checkpoint_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iter
+            eval_now = val_split is not None and (iteration % cfg.eval_every == 0 or iteration == cfg.max_iter)
+            if checkpoint_now:
+                bad = non_finite_tensors(model.state_dict())
+                if bad:
+                    raise TrainingDiverged(iteration, f"{len(bad)} weight tensor(s) became non-finite (e.g. {bad[:3]})",
+                                           last_losses, last_good)
+            if rank == 0 and checkpoint_now:
+                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "iteration": iteration, "config": cfg.to_json(),
+                              "torch_rng": torch.get_rng_state()}, ckpt_path)
+                save_checkpoint(model, out / "model.safetensors", extra={"iteration": str(iteration)})
+                last_good = iteration
+            if rank == 0 and eval_now:
+                try:
+                    evaluation = run_eval(model, val_split, options)
+                except NonFiniteError as exc:
+                    raise TrainingDiverged(iteration, str(exc), last_losses, last_good) from None
+                _append_jsonl(metrics_path, {"iter": iteration, "eval": evaluation})
+                model.train()
+            if world > 1 and (checkpoint_now or eval_now):
+                dist.barrier()
+    finally:
+        progress.close()  # before any message, so it starts on its own line
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
