@@ -241,3 +241,28 @@ def test_results_carry_the_ids_of_the_users_coco_ground_truth(tmp_path, tiny_mod
     code = main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "img" / "c.png"), "--steps", "1",
                  "--trajectory", "none", "--coco-gt", str(gt_path), "--out", str(out)])
     assert code == 1
+
+
+def test_extreme_aspect_images_run_on_the_cli_as_in_the_app(tmp_path, tiny_model):
+    """A 4000x60 strip and a 1x1 image: the model resizes and pads them, so both entry points accept them."""
+    from PIL import Image
+
+    from app.inputs import load_image
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    rng = np.random.default_rng(0)
+    strip, dot = tmp_path / "strip.png", tmp_path / "dot.png"
+    Image.fromarray(rng.integers(0, 256, (60, 4000, 3), dtype=np.uint8)).save(strip)
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(dot)
+    assert load_image(strip).shape == (60, 4000, 3) and load_image(dot).shape == (1, 1, 3)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), "--images", str(strip), str(dot), "--steps", "1",
+                 "--score-threshold", "0", "--trajectory", "none", "--out", str(out)]) == 0
+    info = json.loads((out / "images.json").read_text())
+    assert [(im["height"], im["width"]) for im in info["images"]] == [(60, 4000), (1, 1)]
+    for r in json.loads((out / "detections.json").read_text()):
+        x, y, w, h = r["bbox"]
+        size = info["images"][r["image_id"]]
+        assert 0 <= x and x + w <= size["width"] + 0.01 and 0 <= y and y + h <= size["height"] + 0.01

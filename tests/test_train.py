@@ -149,3 +149,51 @@ def test_numeric_arguments_are_range_checked_in_one_line(tmp_path, capsys, flag,
         main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and f"argument {flag}" in err[0], err
+
+
+def shapes_as_coco(folder, split, class_order):
+    """The shapes dataset's ``split`` as a COCO file with categories in ``class_order`` (ids 1..K)."""
+    entries = json.loads((folder / f"{split}.json").read_text())
+    cat_of = {name: i + 1 for i, name in enumerate(class_order)}
+    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for n, i in cat_of.items()]}
+    for k, (rel, objects) in enumerate(entries):
+        coco["images"].append({"id": k + 1, "file_name": rel})
+        for obj in objects:
+            x1, y1, x2, y2 = obj["xyxy"]
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": k + 1, "iscrowd": 0,
+                                        "category_id": cat_of[obj["name"]], "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    path = folder / f"{split}_coco.json"
+    path.write_text(json.dumps(coco))
+    return f"{path}:{folder}"
+
+
+def test_coco_training_and_its_evaluation_match_classes_by_name(tmp_path, tiny_cfg):
+    from diffdet.config import PROPS_CLASSES
+    from diffdet.model import build_model
+    from diffdet.train import training_class_names
+    from diffdet.weights import save_checkpoint
+
+    folder = write_shapes_dataset(tmp_path, num_train=4)
+    alphabetical = sorted(PROPS_CLASSES)
+    train_data = shapes_as_coco(folder, "train", alphabetical)
+    val_data = shapes_as_coco(folder, "val", alphabetical)
+    # The file's names are all PROPS classes: the preset's order is kept, labels are mapped by name.
+    assert training_class_names(train_data, PROPS_CLASSES) == PROPS_CLASSES
+    assert training_class_names(train_data, ("a", "b")) == tuple(alphabetical)
+    cfg = small_cfg(tiny_cfg, max_iter=2, checkpoint_every=2, eval_every=2)
+    run = train(cfg, TrainOptions(data=train_data, val_data=val_data, data_format="coco", out=str(tmp_path / "run"),
+                                  pretrained=False, workers=0, log_every=1))
+    assert load_checkpoint(run / "model.safetensors").cfg.class_names == PROPS_CLASSES
+    per_class = [r for r in read_metrics(run) if "eval" in r][-1]["eval"]["per_class"]
+    assert list(per_class) == list(PROPS_CLASSES)
+    # --init takes the checkpoint's class names (never guessed from a count); a dataset name it lacks is refused.
+    torch.manual_seed(0)
+    reordered = tiny_cfg.replace(class_names=tuple(reversed(PROPS_CLASSES)))
+    save_checkpoint(build_model(reordered), tmp_path / "init.safetensors")
+    run = train(cfg, TrainOptions(data=train_data, val_data=val_data, data_format="coco", out=str(tmp_path / "init"),
+                                  init=str(tmp_path / "init.safetensors"), workers=0, log_every=1))
+    assert load_checkpoint(run / "model.safetensors").cfg.class_names == reordered.class_names
+    save_checkpoint(build_model(tiny_cfg.replace(class_names=("mug", "bowl"))), tmp_path / "two.safetensors")
+    with pytest.raises(ValueError, match=r"not among the model's classes.*model classes: \['mug', 'bowl'\]"):
+        train(cfg, TrainOptions(data=train_data, data_format="coco", out=str(tmp_path / "two"),
+                                init=str(tmp_path / "two.safetensors"), workers=0))
