@@ -32,7 +32,7 @@ COCO_CLASSES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Range:
-    """A closed or half-open interval of allowed numbers; ``None`` bounds are open-ended. Non-finite values never fit."""
+    """An interval of allowed numbers (each bound closed or open, None = unbounded); non-finite values never fit."""
 
     low: float | None = None
     high: float | None = None

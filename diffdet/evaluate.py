@@ -192,7 +192,8 @@ def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, b
     samples = split.samples
     for first in tqdm(range(0, len(samples), batch_size), desc="eval", unit="batch", disable=not progress):
         chunk = samples[first: first + batch_size]
-        trajectories = sample(model, [read_image_rgb(s.image_path, exif=s.exif) for s in chunk], options, seed=seed)
+        images = [read_image_rgb(s.image_path, exif=s.exif) for s in chunk]
+        trajectories = sample(model, images, options, seed=seed)
         for s, traj in zip(chunk, trajectories):
             det = traj.detections
             detections.append({"image_id": s.image_id, "boxes_xyxy": det.boxes_xyxy, "scores": det.scores,

@@ -410,8 +410,9 @@ def cli(argv: list[str]) -> int:
                 pending.append((position, path, read_image_rgb(path)))
             except ValueError as exc:
                 failed.append({"file_name": str(path), "error": str(exc)})
-                print(f"skipped {exc}" if str(exc).startswith(str(path)) else f"skipped {path}: {exc}",
-                      file=sys.stderr)
+                # tqdm.write keeps the message on its own line, clear of the progress bar.
+                tqdm.write(f"skipped {exc}" if str(exc).startswith(str(path)) else f"skipped {path}: {exc}",
+                           file=sys.stderr)
                 if args.fail_fast:
                     break
                 continue
