@@ -83,7 +83,8 @@ def _file_key(path: str | os.PathLike) -> tuple:
 
 
 def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), title="Cannot run")
+    # print_exception=False: Gradio would otherwise print a traceback for every user mistake; _guard logs one line.
+    return gr.Error(str(exc), title="Cannot run", print_exception=False)
 
 
 def _guard(fn: Callable) -> Callable:
@@ -100,7 +101,8 @@ def _guard(fn: Callable) -> Callable:
         except Exception:
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error("Something went wrong while processing this request; it has been logged. Please try "
-                           "other settings or another image.", title="Internal error") from None
+                           "other settings or another image.", title="Internal error",
+                           print_exception=False) from None  # its traceback is logged once, just above
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper

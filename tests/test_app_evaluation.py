@@ -80,3 +80,27 @@ def test_user_errors_are_logged_as_one_line(caplog: pytest.LogCaptureFixture) ->
     record = caplog.records[0]
     assert record.levelno == logging.WARNING and record.exc_info is None and "\n" not in record.getMessage()
     assert record.getMessage().startswith("user error in detect: The image is corrupt")
+
+
+def test_guarded_handlers_log_user_errors_in_one_line_and_faults_with_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import gradio as gr
+
+    from app.handlers import _guard
+
+    def refuse() -> None:
+        raise InputError("The image is corrupt or truncated.")
+
+    def crash() -> None:
+        raise KeyError("bug")
+
+    with caplog.at_level(logging.INFO, logger="diffdet.app"):
+        with pytest.raises(gr.Error) as user:
+            _guard(refuse)()
+        with pytest.raises(gr.Error) as fault:
+            _guard(crash)()
+    assert not user.value.print_exception and not fault.value.print_exception  # Gradio prints no traceback
+    user_record, fault_record = [r for r in caplog.records if r.name == "diffdet.app"]
+    assert user_record.exc_info is None and user_record.getMessage() == \
+        "user error in refuse: The image is corrupt or truncated."
+    assert fault_record.exc_info is not None  # real faults keep their traceback in the server log
