@@ -269,8 +269,8 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
             losses = criterion(outputs, targets)
             loss = criterion.total_loss(losses)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(iteration + 1, "the loss is not finite", {"loss_total": float(loss),
-                                       **{k: float(v) for k, v in losses.items()}}, last_good)
+                raise TrainingDiverged(iteration + 1, "the loss is not finite", {"loss_total": float(loss.detach()),
+                                       **{k: float(v.detach()) for k, v in losses.items()}}, last_good)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.clip_grad_norm > 0:
