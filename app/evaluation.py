@@ -14,7 +14,7 @@ import torch
 from torchvision.ops import box_iou
 
 from diffdet.evaluate import coco_evaluate
-from diffdet.inference import coco_results
+from diffdet.inference import coco_results, default_categories
 from diffdet.trajectory import Trajectory
 
 MATCH_IOU = 0.5  # the PASCAL / COCO AP50 criterion used for the TP/FP/FN colouring
@@ -80,12 +80,19 @@ def match_detections(
     return Matching(status, matched_gt, gt_matched)
 
 
-def image_ap(traj: Trajectory, gt_boxes_xyxy: np.ndarray, gt_labels: np.ndarray) -> dict[str, Any]:
-    """COCO AP (0-100) of all of the image's detections against its ground truth, per class too."""
+def image_ap(traj: Trajectory, gt_boxes_xyxy: np.ndarray, gt_labels: np.ndarray,
+             crowd_boxes_xyxy: np.ndarray | None = None, crowd_labels: np.ndarray | None = None) -> dict[str, Any]:
+    """COCO AP (0-100) of all of the image's detections against its ground truth, per class too, by pycocotools.
+
+    ``crowd_boxes_xyxy`` (C, 4) / ``crowd_labels`` (C,): the file's ``iscrowd=1`` regions (``GroundTruth.crowd_*``),
+    passed to pycocotools as the ignore regions they are: detections on them count neither way.
+    """
     detections = [{"image_id": 0, "boxes_xyxy": traj.detections.boxes_xyxy, "scores": traj.detections.scores,
                    "labels": traj.detections.labels}]
     ground_truth = [{"image_id": 0, "boxes_xyxy": gt_boxes_xyxy, "labels": gt_labels,
                      "size_hw": traj.image_size_hw}]
+    if crowd_boxes_xyxy is not None and len(crowd_boxes_xyxy):
+        ground_truth[0].update(crowd_boxes_xyxy=crowd_boxes_xyxy, crowd_labels=crowd_labels)
     return coco_evaluate(detections, ground_truth, traj.class_names)
 
 
@@ -103,12 +110,14 @@ def stage_ious(traj: Trajectory, gt_boxes_xyxy: np.ndarray | None, stage: int = 
 
 
 def coco_json(traj: Trajectory, image_name: str) -> str:
-    """The detections as a COCO file: images, categories (id = label id, as the core's CLI writes them) and the
-    results list under "annotations" with scores; bbox is [x, y, w, h] in the image's pixels."""
+    """The detections as a COCO file: images, categories and the results list under "annotations" with scores;
+    bbox is [x, y, w, h] in the image's pixels. Category ids are the documented 1-based ones of the core's CLI
+    (``category_id = label + 1``, the model's class order; ``diffdet.inference.default_categories``), named in
+    the ``categories`` list, so a reader maps them by name."""
     height, width = traj.image_size_hw
     return json.dumps({
         "images": [{"id": 0, "file_name": image_name, "height": int(height), "width": int(width)}],
-        "categories": [{"id": i, "name": n} for i, n in enumerate(traj.class_names)],
+        "categories": default_categories(traj.class_names),
         "annotations": [{"id": k + 1, **r, "area": round(r["bbox"][2] * r["bbox"][3], 2), "iscrowd": 0}
                         for k, r in enumerate(coco_results(traj, 0))],
         "info": {"description": "DiffusionDet Explorer detections", "settings": traj.settings},

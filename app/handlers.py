@@ -36,7 +36,7 @@ from app import figures as F
 from app.evaluation import Matching, best_iou, coco_json, image_ap, match_detections, stage_ious
 from app.inputs import (
     GroundTruth, InputError, check_checkpoint_upload, file_digest, list_checkpoints, load_image, load_metrics,
-    parse_annotations, parse_props, resolve_checkpoint,
+    log_user_error, parse_annotations, parse_props, resolve_checkpoint,
 )
 from app.runner import MODELS, RunCache, read_config
 
@@ -83,7 +83,8 @@ def _file_key(path: str | os.PathLike) -> tuple:
 
 
 def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), title="Cannot run")
+    # print_exception=False: Gradio would otherwise print a traceback for every user mistake; _guard logs one line.
+    return gr.Error(str(exc), title="Cannot run", print_exception=False)
 
 
 def _guard(fn: Callable) -> Callable:
@@ -95,11 +96,13 @@ def _guard(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except InputError as exc:
+            log_user_error(log, fn.__name__, exc)  # one line, no traceback: the user's mistake, not a fault
             raise _user_error(exc) from None
         except Exception:
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error("Something went wrong while processing this request; it has been logged. Please try "
-                           "other settings or another image.", title="Internal error") from None
+                           "other settings or another image.", title="Internal error",
+                           print_exception=False) from None  # its traceback is logged once, just above
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
@@ -434,7 +437,7 @@ class Explorer:
                                         gt.boxes_xyxy, gt.labels)
             det_match = np.full(len(det), "below threshold", dtype=object)
             det_match[keep] = matching.status
-            ap = image_ap(traj, gt.boxes_xyxy, gt.labels) if len(gt) else None
+            ap = image_ap(traj, gt.boxes_xyxy, gt.labels, gt.crowd_boxes_xyxy, gt.crowd_labels) if len(gt) else None
             metrics = self._metrics_markdown(ap, matching, display.score_threshold, traj.class_names, gt)
         ious = stage_ious(traj, gt_boxes, view.stage)
         denoise = F.denoise_figure(traj, source, view, gt_boxes, ious, det_match)
@@ -668,7 +671,8 @@ class Explorer:
         rows = ["| | settings | detections ≥ threshold | AP | AP50 |", "|---|---|---|---|---|"]
         for title, traj in zip(titles, (traj_a, traj_b)):
             count = int((traj.detections.scores >= display.score_threshold).sum())
-            ap = image_ap(traj, gt.boxes_xyxy, gt.labels) if gt_boxes is not None else None
+            ap = (image_ap(traj, gt.boxes_xyxy, gt.labels, gt.crowd_boxes_xyxy, gt.crowd_labels)
+                  if gt_boxes is not None else None)
             fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
             rows.append(f"| **{title}** | {describe(traj)} | {count} | {fmt(ap and ap['AP'])} | "
                         f"{fmt(ap and ap['AP50'])} |")

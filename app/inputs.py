@@ -7,28 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Limits on what an upload may cost the server before it is rejected.
+from diffdet.images import MAX_PIXELS, ImageError, read_image_rgb
+
+# Limits on what an upload may cost the server before it is rejected. The image rule itself (pixel limit, EXIF,
+# alpha, bit depth, no aspect limit) is the core's ``diffdet.images``: the app and the CLI accept and decode the
+# same files into the same pixels.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024        # 20 MB: phone photos fit, a bomb in a PNG wrapper does not
-MAX_IMAGE_PIXELS = 40_000_000             # 40 MP: checked from the header, before any pixel is decoded
-MIN_IMAGE_SIDE = 16                       # below this the model's stride-32 features have no cell at all
-MAX_ASPECT_RATIO = 8.0                    # the core resizes the short side; 8:1 keeps the long side sensible
+MAX_IMAGE_PIXELS = MAX_PIXELS             # checked from the header, before any pixel is decoded
 MAX_ANNOTATION_BYTES = 10 * 1024 * 1024   # a COCO file for one image is a few kB; 10 MB covers whole splits
 MAX_CHECKPOINT_BYTES = 600 * 1024 * 1024  # a ResNet-50 DiffusionDet is ~440 MB in float32
 MAX_METRICS_BYTES = 20 * 1024 * 1024
-
-# PIL's own guard (a warning above, an error at twice this) as a second line behind the header check.
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-
-READABLE_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
 
 class InputError(ValueError):
@@ -57,85 +53,30 @@ def _check_file(path: str | os.PathLike | None, what: str, max_bytes: int) -> Pa
 # images
 
 
-def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
-    """Any PIL mode -> (H, W, 3) uint8. 16-bit and float images are rescaled, not clipped; alpha is composited on
-    white so transparent cut-outs look as they do in a browser."""
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)  # (H, W)
-        finite = values[np.isfinite(values)]
-        low = float(finite.min()) if finite.size else 0.0
-        high = float(finite.max()) if finite.size else 0.0
-        if mode == "F" and low >= 0.0 and high <= 1.0:
-            scaled = values * 255.0
-        elif high <= 255.0 and low >= 0.0:
-            scaled = values
-        elif mode.startswith("I;16") or (low >= 0.0 and high <= 65535.0):
-            scaled = values / 257.0  # the full 16-bit range onto 0-255
-        else:
-            scaled = (values - low) / max(high - low, 1e-12) * 255.0
-        gray = np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)  # (H, W, 3)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
-    if mode != "RGB":
-        image = image.convert("RGB")
-    return np.array(image)  # a writable copy (torch warns about read-only arrays)
-
-
 def load_image(path: str | os.PathLike | None) -> np.ndarray:
-    """Validate and decode an uploaded image.
+    """Validate and decode an uploaded image with the core's one decoder (``diffdet.images.read_image_rgb``).
 
-    Checks, in order and before decoding pixels: the file exists and is 1 byte to ``MAX_IMAGE_BYTES``, the header is
-    a known image format, the pixel count is at most ``MAX_IMAGE_PIXELS``, no side is below ``MIN_IMAGE_SIDE`` and
-    the aspect ratio is at most ``MAX_ASPECT_RATIO``. Applies the EXIF orientation (phone photos) and takes the first
-    frame of animations.
+    Checks the file exists and is 1 byte to ``MAX_IMAGE_BYTES``; everything else (format, pixel limit from the
+    header, EXIF orientation, alpha on white, 16-bit high byte, first frame of animations) is the core's rule.
 
     Returns:
-        np.ndarray (H, W, 3) uint8 RGB.
+        np.ndarray (H, W, 3) uint8 RGB, the same array ``python -m diffdet predict`` decodes from the file.
     Raises:
-        InputError with a message for the user.
+        InputError with a message for the user (never the server path).
     """
     file = _check_file(path, "image", MAX_IMAGE_BYTES)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as image:
-                width, height = image.size
-                _check_image_size(width, height)
-                image.seek(0)
-                image.load()
-                image = ImageOps.exif_transpose(image) or image
-                return np.ascontiguousarray(_to_rgb_uint8(image))
-    except InputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(
-            f"The image has too many pixels (over {MAX_IMAGE_PIXELS / 1e6:.0f} MP); please resize it."
-        ) from None
-    except UnidentifiedImageError:
-        raise InputError(f"This file is not an image that can be read. Please upload {READABLE_FORMATS}.") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
-        raise InputError("The image file is corrupt or truncated and could not be decoded.") from None
+        return read_image_rgb(file)
+    except ImageError as exc:
+        reason = exc.reason[:1].upper() + exc.reason[1:]
+        raise InputError(f"{reason}.") from None
 
 
-def _check_image_size(width: int, height: int) -> None:
-    if width * height > MAX_IMAGE_PIXELS:
-        raise InputError(
-            f"The image is {width} x {height} ({width * height / 1e6:.0f} MP); the limit is "
-            f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP. Please resize it."
-        )
-    if min(width, height) < MIN_IMAGE_SIDE:
-        raise InputError(
-            f"The image is {width} x {height} pixels; both sides must be at least {MIN_IMAGE_SIDE} pixels."
-        )
-    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-        raise InputError(
-            f"The image is {width} x {height}, an aspect ratio of {max(width, height) / min(width, height):.0f}:1; "
-            f"the detector handles up to {MAX_ASPECT_RATIO:.0f}:1. Please crop it."
-        )
+def log_user_error(logger: logging.Logger, where: str, exc: BaseException) -> None:
+    """Log a user's mistake (a refused upload, a bad setting) as one WARNING line, without a traceback: tracebacks
+    in the server log are kept for faults of the program. ``where`` names the handler or endpoint."""
+    message = " ".join(str(exc).split())[:300]
+    logger.warning("user error in %s: %s", where, message)
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -153,13 +94,17 @@ def file_digest(path: str | os.PathLike) -> str:
 
 @dataclass
 class GroundTruth:
-    """Boxes of one image. boxes_xyxy (G, 4) float32 pixels, labels (G,) int64 class ids; ``notes`` lists what was
-    skipped (unknown class names, empty boxes) so the UI can say so."""
+    """Boxes of one image. boxes_xyxy (G, 4) float32 pixels, labels (G,) int64 class ids (the model's, matched by
+    name); crowd_boxes_xyxy (C, 4) / crowd_labels (C,) the COCO ``iscrowd=1`` regions, which AP treats as ignore
+    regions (``app.evaluation.image_ap``); ``notes`` lists what was skipped (unknown class names, empty boxes) so
+    the UI can say so."""
 
     boxes_xyxy: np.ndarray
     labels: np.ndarray
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    crowd_boxes_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    crowd_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -181,12 +126,14 @@ def _finite_box(values: object) -> list[float] | None:
 
 def _build_gt(
     items: list[tuple[str, list[float]]], class_names: tuple[str, ...], image_size_hw: tuple[int, int] | None,
-    source: str,
+    source: str, crowd: list[bool] | None = None,
 ) -> GroundTruth:
-    """(class name, xyxy) pairs -> GroundTruth, clipping to the image and dropping what cannot be used."""
+    """(class name, xyxy) pairs -> GroundTruth, clipping to the image and dropping what cannot be used; the items
+    flagged in ``crowd`` become crowd (ignore) regions. Classes are matched to ``class_names`` by name."""
     index = {name: i for i, name in enumerate(class_names)}
-    boxes, labels, unknown, degenerate = [], [], set(), 0
-    for name, box in items:
+    crowd = crowd or [False] * len(items)
+    boxes, labels, crowd_boxes, crowd_labels, unknown, degenerate = [], [], [], [], set(), 0
+    for (name, box), is_crowd in zip(items, crowd):
         if name not in index:
             unknown.add(str(name))
             continue
@@ -198,15 +145,16 @@ def _build_gt(
         if x2 - x1 < 1.0 or y2 - y1 < 1.0:
             degenerate += 1
             continue
-        boxes.append([x1, y1, x2, y2])
-        labels.append(index[name])
+        (crowd_boxes if is_crowd else boxes).append([x1, y1, x2, y2])
+        (crowd_labels if is_crowd else labels).append(index[name])
     notes = []
     if unknown:
         notes.append(f"skipped boxes of classes this model does not know: {', '.join(sorted(unknown))}")
     if degenerate:
         notes.append(f"skipped {degenerate} empty or out-of-image box(es)")
     return GroundTruth(
-        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), source, notes
+        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), source, notes,
+        np.asarray(crowd_boxes, np.float32).reshape(-1, 4), np.asarray(crowd_labels, np.int64),
     )
 
 
@@ -257,7 +205,8 @@ def parse_coco(
     image_size_hw: tuple[int, int] | None = None, source: str = "COCO file",
 ) -> GroundTruth:
     """COCO format: ``{"images": [...], "annotations": [{"image_id", "category_id", "bbox": [x, y, w, h]}],
-    "categories": [{"id", "name"}]}``; categories are matched to the model's classes by name."""
+    "categories": [{"id", "name"}]}``; categories are matched to the model's classes by name (ids and order do
+    not matter); ``iscrowd=1`` annotations become crowd (ignore) regions."""
     images, annotations, categories = data.get("images"), data.get("annotations"), data.get("categories")
     if not isinstance(images, list) or not isinstance(annotations, list) or not isinstance(categories, list):
         raise InputError('A COCO annotation file needs "images", "annotations" and "categories" lists.')
@@ -270,7 +219,7 @@ def parse_coco(
     except (KeyError, TypeError, AttributeError):
         raise InputError("The COCO file's images need an id and a file_name, its categories an id and a name.") \
             from None
-    items = []
+    items, crowd = [], []
     for ann in annotations:
         if not isinstance(ann, dict) or ann.get("image_id") != image_id:
             continue
@@ -279,7 +228,8 @@ def parse_coco(
             raise InputError("Each COCO annotation needs a bbox [x, y, w, h] and a category_id from categories.")
         x, y, w, h = box
         items.append((category_names[ann["category_id"]], [x, y, x + w, y + h]))
-    return _build_gt(items, class_names, image_size_hw, source)
+        crowd.append(bool(ann.get("iscrowd", 0)))
+    return _build_gt(items, class_names, image_size_hw, source, crowd)
 
 
 def parse_annotations(

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 # PROPS Detection class order (ids 0-9), as published.
 PROPS_CLASSES: tuple[str, ...] = (
@@ -28,6 +29,98 @@ COCO_CLASSES: tuple[str, ...] = (
     "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
     "scissors", "teddy bear", "hair drier", "toothbrush",
 )
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of allowed numbers (each bound closed or open, None = unbounded); non-finite values never fit."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "finite"
+
+
+POSITIVE = Range(0, None, low_open=True)
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+UNIT = Range(0, 1)
+FINITE = Range()
+
+# The allowed values of every numeric field (each element of a tuple field); checked when a config is built and by
+# the command line's argparse types, so `--lr -1` is a one-line argparse error, never a crash later.
+FIELD_RANGES: dict[str, Range] = {
+    "frozen_stages": Range(0, 5), "fpn_channels": AT_LEAST_ONE, "pixel_mean": FINITE, "pixel_std": POSITIVE,
+    "size_divisibility": AT_LEAST_ONE, "num_proposals": Range(1, 10000), "num_stages": Range(1, 100),
+    "hidden_dim": AT_LEAST_ONE, "num_heads": AT_LEAST_ONE, "dim_feedforward": AT_LEAST_ONE,
+    "dim_dynamic": AT_LEAST_ONE, "pooler_resolution": Range(1, 64), "sampling_ratio": Range(0, 16),
+    "num_cls_layers": Range(0, 16), "num_reg_layers": Range(0, 16), "dropout": Range(0, 1, high_open=True),
+    "prior_prob": Range(0, 1, low_open=True, high_open=True), "bbox_weights": POSITIVE,
+    "timesteps": Range(1, 100000), "cosine_s": Range(0, 1), "snr_scale": POSITIVE, "sampling_steps": AT_LEAST_ONE,
+    "eta": UNIT, "renewal_threshold": UNIT, "nms_iou": UNIT, "score_threshold": UNIT, "max_detections": AT_LEAST_ONE,
+    "heatmap_level": Range(2, 5), "heatmap_channels": AT_LEAST_ONE, "min_radius": NON_NEGATIVE, "rho": NON_NEGATIVE,
+    "class_weight": NON_NEGATIVE, "l1_weight": NON_NEGATIVE, "giou_weight": NON_NEGATIVE, "focal_alpha": UNIT,
+    "focal_gamma": NON_NEGATIVE, "ota_k": AT_LEAST_ONE, "heatmap_weight": NON_NEGATIVE, "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "max_iter": AT_LEAST_ONE, "lr_steps": NON_NEGATIVE,
+    "warmup_iters": NON_NEGATIVE, "warmup_factor": UNIT, "clip_grad_norm": NON_NEGATIVE,
+    "min_size_train": AT_LEAST_ONE, "max_size_train": AT_LEAST_ONE, "crop_prob": UNIT, "crop_resize": AT_LEAST_ONE,
+    "crop_size": AT_LEAST_ONE, "min_size_test": AT_LEAST_ONE, "max_size_test": AT_LEAST_ONE,
+    "eval_every": NON_NEGATIVE, "checkpoint_every": AT_LEAST_ONE,
+}
+
+
+def _number_type(kind: type, allowed: Range, what: str = "") -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses ``kind`` and checks ``allowed``: a bad value is argparse's one-line error."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not allowed.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed.describe()}{what}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], Any]:
+    """argparse type: an integer in [low, high] (None = unbounded)."""
+    return _number_type(int, Range(low, high))
+
+
+def float_range(low: float | None = None, high: float | None = None, low_open: bool = False) -> Callable[[str], Any]:
+    """argparse type: a finite number in [low, high] ((low, high] when ``low_open``)."""
+    return _number_type(float, Range(low, high, low_open=low_open))
+
+
+positive_int = int_range(1)
+nonnegative_int = int_range(0)
+unit_float = float_range(0.0, 1.0)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: argument --lr: must be > 0, got -1 (see --help)``, exit 2.
+    (The stock parser prints the whole usage first, which for ``train`` is dozens of lines.)"""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
 HEATMAP_LOSSES = ("mse", "focal")
@@ -125,9 +218,25 @@ class DiffDetConfig:
             raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
         if not self.class_names:
             raise ValueError("class_names must not be empty")
-        for name in ("num_proposals", "num_stages", "timesteps", "sampling_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, allowed in FIELD_RANGES.items():
+            value = getattr(self, name)
+            for v in (value if isinstance(value, tuple) else (value,)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not allowed.contains(v):
+                    raise ValueError(f"{name} must be {allowed.describe()}"
+                                     f"{' (each value)' if isinstance(value, tuple) else ''}, got {value!r}")
+        if self.sampling_steps > self.timesteps:
+            raise ValueError(f"sampling_steps ({self.sampling_steps}) must be <= timesteps ({self.timesteps})")
+        if len(self.crop_size) != 2 or self.crop_size[0] > self.crop_size[1]:
+            raise ValueError(f"crop_size must be (min, max) with min <= max, got {self.crop_size}")
+        for name in ("pixel_mean", "pixel_std"):
+            if len(getattr(self, name)) != 3:
+                raise ValueError(f"{name} must have 3 values (R, G, B), got {getattr(self, name)}")
+        if len(self.bbox_weights) != 4:
+            raise ValueError(f"bbox_weights must have 4 values, got {self.bbox_weights}")
+        if not all(isinstance(n, str) and n for n in self.class_names):
+            raise ValueError(f"class_names must be non-empty strings, got {self.class_names}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names must be unique (classes are matched by name), got {self.class_names}")
 
     @property
     def num_classes(self) -> int:
@@ -202,18 +311,20 @@ def get_preset(name: str, **overrides: Any) -> DiffDetConfig:
 
 
 def add_config_arguments(parser: "argparse.ArgumentParser") -> None:
-    """One ``--field-name`` option per config field (None default = keep the preset's value)."""
+    """One ``--field-name`` option per config field (None default = keep the preset's value); numeric fields are
+    range-checked by argparse (``FIELD_RANGES``), so a bad value is a one-line usage error."""
     group = parser.add_argument_group("config fields (override the preset)")
     for f in dataclasses.fields(DiffDetConfig):
         default = getattr(PROPS_R50, f.name)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, bool):
             group.add_argument(flag, dest=f"cfg_{f.name}", type=_parse_bool, default=None, metavar="BOOL")
-        elif isinstance(default, tuple):
-            kind = type(default[0]) if default else str
-            group.add_argument(flag, dest=f"cfg_{f.name}", type=kind, nargs="+", default=None)
-        else:
-            group.add_argument(flag, dest=f"cfg_{f.name}", type=type(default), default=None)
+            continue
+        kind = (type(default[0]) if default else int) if isinstance(default, tuple) else type(default)
+        if f.name in FIELD_RANGES:
+            kind = _number_type(kind, FIELD_RANGES[f.name])
+        nargs = "+" if isinstance(default, tuple) else None
+        group.add_argument(flag, dest=f"cfg_{f.name}", type=kind, nargs=nargs, default=None)
 
 
 def config_from_arguments(base: DiffDetConfig, args: "argparse.Namespace") -> DiffDetConfig:
@@ -230,4 +341,4 @@ def _parse_bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"not a boolean: {text!r}")
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")

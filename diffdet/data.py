@@ -5,6 +5,17 @@ boxes in pixel xyxy with contiguous class ids. Every entry is validated up front
 fails here, with the file and entry index in the message, never deep inside training; ``skip_bad=True``
 drops such entries instead and counts them.
 
+Conventions shared by both loaders:
+
+- classes are matched by name, never by position or id: a label is the index of the entry's class name in the
+  ``class_names`` asked for (the model's), and a name outside them is an error that lists both sets;
+- image paths in an annotation file must stay inside the dataset folder: absolute paths and ``..`` that leave
+  it are refused, naming the entry;
+- pixels and sizes follow ``diffdet.images`` (the project's one decoder), EXIF orientation included unless the
+  loader is given ``exif=False``;
+- COCO crowd annotations (``iscrowd=1``) are kept apart from the boxes (``crowd_boxes_xyxy``): training never
+  sees them, evaluation hands them to pycocotools as the ignore regions they are.
+
 ``DetectionDataset`` turns samples into ``(image uint8 Tensor[3, H, W] RGB, target dict)`` with the
 DiffusionDet training augmentation (torchvision.transforms.v2 on ``tv_tensors.BoundingBoxes``).
 ``InfiniteSampler`` yields ``(index, draw_seed)`` keys: the dataset seeds the augmentation of each draw
@@ -17,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
@@ -35,7 +46,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from diffdet import images
 from diffdet.config import PROPS_CLASSES, DiffDetConfig
-from diffdet.images import image_to_tensor
+from diffdet.images import ImageError, image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +78,12 @@ class Sample:
         boxes_xyxy (np.ndarray[G, 4] float32): pixels, 0 <= x1 < x2 <= W, 0 <= y1 < y2 <= H.
         labels (np.ndarray[G] int64): contiguous class ids in [0, K).
         image_id: unique id within the split (PROPS: entry index in the json; COCO: the file's image id).
-        size_hw: (H, W) read from the image file.
+        size_hw: (H, W) read from the image file (after EXIF orientation when ``exif``).
+        crowd_boxes_xyxy (np.ndarray[C, 4] float32), crowd_labels (np.ndarray[C] int64): COCO ``iscrowd=1``
+            regions, ignored by pycocotools' matching; never training targets.
+        areas (np.ndarray[G] | None), crowd_areas (np.ndarray[C] | None): the file's ``area`` values, which
+            pycocotools uses for its small/medium/large ranges; None means box areas.
+        exif: whether the pixels are read with the EXIF orientation applied (``diffdet.images``).
     """
 
     image_path: str
@@ -75,6 +91,11 @@ class Sample:
     labels: np.ndarray
     image_id: int
     size_hw: tuple[int, int]
+    crowd_boxes_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    crowd_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    areas: np.ndarray | None = None
+    crowd_areas: np.ndarray | None = None
+    exif: bool = True
 
 
 @dataclass
@@ -95,18 +116,50 @@ class DatasetSplit:
 
 # ---------------------------------------------------------------------------------------------- validation
 
-def read_image_size(path: Path, where: str = "") -> tuple[int, int]:
-    """(H, W) from the image header (PIL reads only the header); raises DatasetError if unreadable.
+def read_image_size(path: Path, where: str = "", exif: bool = True) -> tuple[int, int]:
+    """(H, W) from the image header, after EXIF orientation when ``exif`` (``diffdet.images.read_image_size``).
 
-    ``where`` ("file, entry i") prefixes the error message.
+    Raises:
+        DatasetError if unreadable; ``where`` ("file, entry i") prefixes the message.
     """
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as exc:
+        return images.read_image_size(path, exif=exif)
+    except ImageError as exc:
         prefix = f"{where}: " if where else ""
-        raise DatasetError(f"{prefix}unreadable image {path}: {exc}") from exc
-    return height, width
+        raise DatasetError(f"{prefix}unreadable image {path}: {exc.reason}") from None
+
+
+def resolve_inside(root: Path, entry: str, where: str) -> Path:
+    """``root / entry`` for a relative path that stays inside ``root`` once normalised; DatasetError otherwise.
+
+    The check is on the path as written (absolute paths and ``..`` components that climb out of ``root``), so a
+    dataset folder may still hold symbolic links of its own.
+    """
+    candidate = Path(entry)
+    normalised = os.path.normpath(entry)
+    if candidate.is_absolute() or entry.startswith(("/", "\\")) or normalised == ".." \
+            or normalised.startswith(".." + os.sep) or ":" in candidate.drive:
+        raise DatasetError(f"{where}: image path {entry!r} resolves outside the dataset folder {root}; "
+                           "paths must be relative to it and stay inside it")
+    return root / normalised
+
+
+def match_class_names(dataset_names: Sequence[str], model_names: Sequence[str], source: str) -> dict[str, int]:
+    """Map a dataset's class names onto the model's labels by name: ``{name: index in model_names}``.
+
+    Every dataset name must be one of the model's (the model may know more classes than the dataset uses).
+
+    Raises:
+        DatasetError listing the names the model lacks, and both lists.
+    """
+    index = {name: i for i, name in enumerate(model_names)}
+    missing = [name for name in dataset_names if name not in index]
+    if missing:
+        raise DatasetError(
+            f"{source}: class name(s) {missing} are not among the model's classes. Dataset classes: "
+            f"{list(dataset_names)}; model classes: {list(model_names)}. Classes are matched by name, never by "
+            "position or id: rename the categories or use a model trained on these classes.")
+    return {name: index[name] for name in dataset_names}
 
 
 def validate_boxes(
@@ -222,6 +275,7 @@ def load_props(
     class_names: Sequence[str] = PROPS_CLASSES,
     verify_md5: bool = True,
     skip_bad: bool = False,
+    exif: bool = True,
 ) -> DatasetSplit:
     """Load a PROPS Detection split in the published format.
 
@@ -237,11 +291,14 @@ def load_props(
         class_names: label order; ``name`` values outside it are errors.
         verify_md5: check archives against the official md5 sums; False for custom archives.
         skip_bad: skip (and count) bad entries instead of raising.
+        exif: read sizes and pixels with the EXIF orientation applied (``diffdet.images``); False for boxes drawn
+            on the stored pixels.
     Returns:
         DatasetSplit with one Sample per valid entry, ``image_id`` = entry index in the json.
     Raises:
         DatasetError (a ValueError): missing files, md5 mismatch, malformed JSON, or (without skip_bad)
-        a bad entry, with the file and entry index in the message.
+        a bad entry (unknown class name, image path leaving the dataset folder, bad box), with the file and
+        entry index in the message.
     """
     if split not in PROPS_SPLITS:
         raise ValueError(f"split must be one of {PROPS_SPLITS}, got {split!r}")
@@ -275,7 +332,7 @@ def load_props(
 
     class_index = {name: i for i, name in enumerate(class_names)}
     samples, skipped = _parse_entries(
-        entries, lambda entry, index, where: _parse_props_entry(entry, index, bases, class_index, where),
+        entries, lambda entry, index, where: _parse_props_entry(entry, index, bases, class_index, where, exif),
         f"{json_path}, entry", skip_bad)
     return _finish(samples, class_names, skipped, json_path)
 
@@ -298,17 +355,23 @@ def _parse_entries(items: list[Any], parse: Callable[[Any, int, str], Sample], w
 
 def _first_image_exists(entries: list[Any], folder: Path) -> bool:
     first = entries[0]
-    return isinstance(first, list) and len(first) == 2 and isinstance(first[0], str) and (folder / first[0]).is_file()
+    if not (isinstance(first, list) and len(first) == 2 and isinstance(first[0], str)):
+        return False
+    try:
+        return resolve_inside(folder, first[0], "first entry").is_file()
+    except DatasetError:
+        return False
 
 
 def _parse_props_entry(
-    entry: Any, index: int, bases: list[Path], class_index: dict[str, int], where: str,
+    entry: Any, index: int, bases: list[Path], class_index: dict[str, int], where: str, exif: bool = True,
 ) -> Sample:
     if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)
             and isinstance(entry[1], list)):
         raise DatasetError(f"{where}: expected [image_path, [objects...]], got {str(entry)[:120]}")
     rel_path, objects = entry
-    image_path = next((base / rel_path for base in bases if (base / rel_path).is_file()), None)
+    candidates = [resolve_inside(base, rel_path, where) for base in bases]
+    image_path = next((path for path in candidates if path.is_file()), None)
     if image_path is None:
         raise DatasetError(f"{where}: image not found: {rel_path} (looked in {[str(b) for b in bases]})")
     boxes, labels = [], []
@@ -317,28 +380,40 @@ def _parse_props_entry(
                 and len(obj["xyxy"]) == 4 and all(isinstance(v, (int, float)) for v in obj["xyxy"])):
             raise DatasetError(f"{where}, object {j}: expected {{'name': str, 'xyxy': [4 numbers]}}, got {obj!r}")
         if obj["name"] not in class_index:
-            raise DatasetError(f"{where}, object {j}: unknown class {obj['name']!r}; known: {sorted(class_index)}")
+            raise DatasetError(f"{where}, object {j}: unknown class {obj['name']!r}, not among the model's "
+                               f"classes {list(class_index)} (classes are matched by name)")
         boxes.append([float(v) for v in obj["xyxy"]])
         labels.append(class_index[obj["name"]])
-    size_hw = read_image_size(image_path, where)
+    size_hw = read_image_size(image_path, where, exif)
     boxes_xyxy = validate_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size_hw, where)
-    return Sample(str(image_path.resolve()), boxes_xyxy, np.asarray(labels, dtype=np.int64), index, size_hw)
+    return Sample(str(image_path.resolve()), boxes_xyxy, np.asarray(labels, dtype=np.int64), index, size_hw,
+                  exif=exif)
 
 
 # ---------------------------------------------------------------------------------------------- COCO
 
-def load_coco(json_path: str | Path, image_dir: str | Path, skip_bad: bool = False) -> DatasetSplit:
+def load_coco(json_path: str | Path, image_dir: str | Path, class_names: Sequence[str] | None = None,
+              skip_bad: bool = False, exif: bool = True) -> DatasetSplit:
     """Load a COCO-format detection json (any dataset).
 
-    Categories are mapped to contiguous labels in ascending category-id order, class names taken from the
-    file. Boxes ``[x, y, w, h]`` become pixel xyxy; crowd annotations (``iscrowd=1``) are dropped, as
-    DiffusionDet trains without them. Images without annotations are kept (G = 0).
+    Categories are matched to ``class_names`` (the model's) by name, whatever their ids and order in the file;
+    without ``class_names`` the file's own names, in ascending category-id order, become the classes. Boxes
+    ``[x, y, w, h]`` become pixel xyxy. Crowd annotations (``iscrowd=1``) go to ``crowd_boxes_xyxy`` (ignore
+    regions for pycocotools, never training targets); the annotations' ``area`` values are kept for
+    pycocotools' area ranges. Images without annotations are kept (G = 0). ``file_name`` must stay inside
+    ``image_dir``.
 
     Args:
         json_path: the annotation file; image_dir: folder the images' ``file_name`` are relative to.
+        class_names: the model's classes, or None to take the file's.
         skip_bad: skip (and count) bad images instead of raising.
+        exif: read sizes and pixels with the EXIF orientation applied (``diffdet.images``).
     Returns:
-        DatasetSplit, one Sample per valid image in file order, ``image_id`` = the file's image id.
+        DatasetSplit, one Sample per valid image in file order, ``image_id`` = the file's image id, class names
+        = ``class_names`` when given.
+    Raises:
+        DatasetError: malformed file, a category name the model lacks (both lists in the message), duplicate
+        category names, a path leaving ``image_dir``, or (without skip_bad) a bad image entry.
     """
     json_path, image_dir = Path(json_path), Path(image_dir)
     data = _load_json(json_path)
@@ -347,16 +422,22 @@ def load_coco(json_path: str | Path, image_dir: str | Path, skip_bad: bool = Fal
         raise DatasetError(f"{json_path}: expected an object with 'images', 'annotations' and 'categories' lists")
     try:
         categories = sorted(data["categories"], key=lambda c: c["id"])
-        class_names = tuple(str(c["name"]) for c in categories)
-        label_of = {c["id"]: i for i, c in enumerate(categories)}
+        file_names = [str(c["name"]) for c in categories]
     except (KeyError, TypeError) as exc:
         raise DatasetError(f"{json_path}: every category needs 'id' and 'name' ({exc})") from exc
+    duplicates = sorted({n for n in file_names if file_names.count(n) > 1})
+    if duplicates:
+        raise DatasetError(f"{json_path}: category name(s) {duplicates} appear more than once")
+    class_names = tuple(file_names) if class_names is None else tuple(class_names)
+    by_name = match_class_names(file_names, class_names, str(json_path))
+    label_of = {c["id"]: by_name[str(c["name"])] for c in categories}
     annotations: dict[Any, list[tuple[int, dict]]] = {}
     for k, ann in enumerate(data.get("annotations", [])):
         annotations.setdefault(ann.get("image_id") if isinstance(ann, dict) else None, []).append((k, ann))
 
     samples, skipped = _parse_entries(
-        data["images"], lambda image, index, where: _parse_coco_image(image, annotations, label_of, image_dir, where),
+        data["images"],
+        lambda image, index, where: _parse_coco_image(image, annotations, label_of, image_dir, where, exif),
         f"{json_path}, image entry", skip_bad)
     orphans = set(annotations) - {im.get("id") for im in data["images"] if isinstance(im, dict)}
     if orphans:
@@ -370,32 +451,41 @@ def load_coco(json_path: str | Path, image_dir: str | Path, skip_bad: bool = Fal
 
 def _parse_coco_image(
     image: Any, annotations: dict[Any, list[tuple[int, dict]]], label_of: dict[Any, int], image_dir: Path, where: str,
+    exif: bool = True,
 ) -> Sample:
     if not (isinstance(image, dict) and isinstance(image.get("id"), int) and isinstance(image.get("file_name"), str)):
         raise DatasetError(f"{where}: expected {{'id': int, 'file_name': str, ...}}, got {str(image)[:120]}")
-    image_path = image_dir / image["file_name"]
+    image_path = resolve_inside(image_dir, image["file_name"], where)
     if not image_path.is_file():
         raise DatasetError(f"{where}: image not found: {image_path}")
-    size_hw = read_image_size(image_path, where)
+    size_hw = read_image_size(image_path, where, exif)
     declared = (image.get("height"), image.get("width"))
     if None not in declared and tuple(declared) != size_hw:
         raise DatasetError(
             f"{where}: json says {declared[1]}x{declared[0]} but {image_path} is {size_hw[1]}x{size_hw[0]}"
+            + (" after its EXIF orientation (load with exif=False if the boxes are on the stored pixels)"
+               if exif and tuple(declared) == size_hw[::-1] else "")
         )
-    boxes, labels = [], []
+    parts: dict[bool, tuple[list, list, list]] = {False: ([], [], []), True: ([], [], [])}
     for k, ann in annotations.get(image["id"], []):
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
             raise DatasetError(f"{where}, annotation {k}: bbox must be [x, y, w, h], got {bbox!r}")
         if ann.get("category_id") not in label_of:
             raise DatasetError(f"{where}, annotation {k}: unknown category_id {ann.get('category_id')!r}")
-        if ann.get("iscrowd", 0):
-            continue
         x, y, w, h = (float(v) for v in bbox)
+        area = ann.get("area")
+        boxes, labels, areas = parts[bool(ann.get("iscrowd", 0))]
         boxes.append([x, y, x + w, y + h])
         labels.append(label_of[ann["category_id"]])
+        areas.append(float(area) if isinstance(area, (int, float)) and math.isfinite(area) else w * h)
+    (boxes, labels, areas), (crowd, crowd_labels, crowd_areas) = parts[False], parts[True]
     boxes_xyxy = validate_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size_hw, where)
-    return Sample(str(image_path.resolve()), boxes_xyxy, np.asarray(labels, dtype=np.int64), image["id"], size_hw)
+    crowd_xyxy = validate_boxes(np.asarray(crowd, dtype=np.float64).reshape(-1, 4), size_hw, f"{where} (crowd)")
+    return Sample(str(image_path.resolve()), boxes_xyxy, np.asarray(labels, dtype=np.int64), image["id"], size_hw,
+                  crowd_boxes_xyxy=crowd_xyxy, crowd_labels=np.asarray(crowd_labels, dtype=np.int64),
+                  areas=np.asarray(areas, dtype=np.float64), crowd_areas=np.asarray(crowd_areas, dtype=np.float64),
+                  exif=exif)
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -482,13 +572,13 @@ def build_train_transform(cfg: DiffDetConfig) -> v2.Transform:
     return v2.Compose(steps)
 
 
-def read_image_rgb(path: str) -> Tensor:
-    """uint8 Tensor[3, H, W] RGB through the project's one image reader (``diffdet.images``: grey, alpha and
-    16-bit converted, oversized images refused); EXIF orientation ignored so pixels match the boxes."""
+def read_image_rgb(path: str, exif: bool = True) -> Tensor:
+    """uint8 Tensor[3, H, W] RGB through the project's one image decoder (``diffdet.images.read_image_rgb``: EXIF
+    orientation when ``exif``, alpha on white, 16-bit high byte, oversized images refused)."""
     try:
-        return image_to_tensor(images.read_image_rgb(path)).contiguous()  # (3, H, W)
-    except ValueError as exc:
-        raise DatasetError(f"unreadable image {path}: {exc}") from exc
+        return image_to_tensor(images.read_image_rgb(path, exif=exif)).contiguous()  # (3, H, W)
+    except ImageError as exc:
+        raise DatasetError(f"unreadable image {path}: {exc.reason}") from None
 
 
 class DetectionDataset(Dataset):
@@ -522,7 +612,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, dict[str, Any]]:
         index, draw_seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image = read_image_rgb(sample.image_path)
+        image = read_image_rgb(sample.image_path, exif=sample.exif)
         if tuple(image.shape[1:]) != sample.size_hw:
             raise DatasetError(f"{sample.image_path}: decoded size {tuple(image.shape[1:])} != header {sample.size_hw}")
         boxes = torch.from_numpy(sample.boxes_xyxy).float()  # (G, 4)
@@ -636,7 +726,8 @@ def build_train_loader(
 def load_split(path: str, fmt: str, split: str, class_names: Sequence[str], cache_dir: str | Path | None = None,
                verify_md5: bool = True, skip_bad: bool = False) -> DatasetSplit:
     """One split from the command line's data argument: a PROPS folder/archive (``fmt="props"``) or, for
-    ``fmt="coco"``, ``JSON_PATH:IMAGE_DIR`` (the split name is then ignored)."""
+    ``fmt="coco"``, ``JSON_PATH:IMAGE_DIR`` (the split name is then ignored). Classes are matched to
+    ``class_names`` by name in both formats."""
     if fmt == "props":
         return load_props(path, split, cache_dir=cache_dir, class_names=class_names, verify_md5=verify_md5,
                           skip_bad=skip_bad)
@@ -645,4 +736,4 @@ def load_split(path: str, fmt: str, split: str, class_names: Sequence[str], cach
     json_path, _, image_dir = path.partition(":")
     if not image_dir:
         raise ValueError(f"COCO data must be given as JSON_PATH:IMAGE_DIR, got {path!r}")
-    return load_coco(json_path, image_dir, skip_bad=skip_bad)
+    return load_coco(json_path, image_dir, class_names=class_names, skip_bad=skip_bad)

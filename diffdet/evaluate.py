@@ -1,8 +1,11 @@
 """COCO-style box AP with pycocotools, built in memory from samples and detections.
 
-AP values are in 0-100 (as detectron2 reports them). Matching follows pycocotools exactly: a detection
-matches a ground truth at IoU threshold t when IoU >= t, for t in 0.50:0.05:0.95; at most 100 detections
-per image (highest scores first); AP is the 101-point interpolated precision averaged over thresholds.
+AP values are in 0-100 (as detectron2 reports them). The numbers are pycocotools' own (``COCOeval``), on the
+same inputs as a pycocotools run on the dataset's file: a detection matches a ground truth at IoU threshold t
+when IoU >= t, for t in 0.50:0.05:0.95; at most 100 detections per image (highest scores first); crowd regions
+(``iscrowd=1``) are ignore regions, so detections on them count neither way; areas for APs/m/l are the file's
+``area`` values when it has them; AP is the 101-point interpolated precision averaged over thresholds. Classes
+are the model's, matched to the dataset's by name when it was loaded (``diffdet.data``).
 """
 from __future__ import annotations
 
@@ -28,13 +31,19 @@ def _as_numpy(value: Any, dtype: type, shape_tail: tuple[int, ...] = ()) -> np.n
     return np.asarray(value, dtype=dtype).reshape(-1, *shape_tail)
 
 
-def _gt_fields(item: Sample | Mapping[str, Any]) -> tuple[int, tuple[int, int], np.ndarray, np.ndarray]:
+def _gt_fields(item: Sample | Mapping[str, Any]) -> dict[str, Any]:
+    """image_id, size_hw, boxes/labels/areas and crowd boxes/labels/areas of one image's ground truth."""
     if isinstance(item, Sample):
-        return item.image_id, item.size_hw, item.boxes_xyxy, item.labels
+        return {"image_id": item.image_id, "size_hw": item.size_hw, "boxes": item.boxes_xyxy, "labels": item.labels,
+                "areas": item.areas, "crowd_boxes": item.crowd_boxes_xyxy, "crowd_labels": item.crowd_labels,
+                "crowd_areas": item.crowd_areas}
     size = item.get("size_hw", item.get("orig_size_hw"))
     if size is None:
         raise ValueError(f"ground truth of image {item.get('image_id')!r} needs 'size_hw' (H, W)")
-    return int(item["image_id"]), tuple(int(v) for v in size), item["boxes_xyxy"], item["labels"]
+    return {"image_id": int(item["image_id"]), "size_hw": tuple(int(v) for v in size), "boxes": item["boxes_xyxy"],
+            "labels": item["labels"], "areas": item.get("areas"),
+            "crowd_boxes": item.get("crowd_boxes_xyxy", np.zeros((0, 4))),
+            "crowd_labels": item.get("crowd_labels", np.zeros((0,), np.int64)), "crowd_areas": item.get("crowd_areas")}
 
 
 def _xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -42,20 +51,34 @@ def _xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
 
 
 def build_coco_gt(ground_truth: Sequence[Sample | Mapping[str, Any]], class_names: Sequence[str]) -> COCO:
-    """An in-memory pycocotools COCO object; category id = label + 1, area = box area (for APs/m/l)."""
+    """An in-memory pycocotools COCO object; category id = label + 1.
+
+    Crowd regions (``Sample.crowd_boxes_xyxy``, or a dict's ``crowd_boxes_xyxy`` / ``crowd_labels``) become
+    ``iscrowd=1`` annotations, which pycocotools ignores: a detection on them is neither a true nor a false
+    positive. ``area`` is the file's value when the ground truth carries one (``areas``), else the box area;
+    pycocotools uses it for APs/APm/APl.
+    """
     images, annotations, seen = [], [], set()
     for item in ground_truth:
-        image_id, (height, width), boxes, labels = _gt_fields(item)
+        gt = _gt_fields(item)
+        image_id, (height, width) = gt["image_id"], gt["size_hw"]
         if image_id in seen:
             raise ValueError(f"duplicate image_id {image_id} in ground truth")
         seen.add(image_id)
         images.append({"id": image_id, "height": height, "width": width})
-        boxes_xywh = _xyxy_to_xywh(_as_numpy(boxes, np.float64, (4,)))
-        for box, label in zip(boxes_xywh.tolist(), _as_numpy(labels, np.int64).tolist()):
-            if not 0 <= label < len(class_names):
-                raise ValueError(f"label {label} of image {image_id} is outside [0, {len(class_names)})")
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+        for crowd, key in ((0, ""), (1, "crowd_")):
+            boxes_xywh = _xyxy_to_xywh(_as_numpy(gt[key + "boxes"], np.float64, (4,)))
+            labels = _as_numpy(gt[key + "labels"], np.int64).tolist()
+            areas = gt[key + "areas"]
+            areas = (boxes_xywh[:, 2] * boxes_xywh[:, 3] if areas is None else _as_numpy(areas, np.float64)).tolist()
+            if not len(boxes_xywh) == len(labels) == len(areas):
+                raise ValueError(f"image {image_id}: {len(boxes_xywh)} {key}boxes, {len(labels)} labels, "
+                                 f"{len(areas)} areas")
+            for box, label, area in zip(boxes_xywh.tolist(), labels, areas):
+                if not 0 <= label < len(class_names):
+                    raise ValueError(f"label {label} of image {image_id} is outside [0, {len(class_names)})")
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                    "bbox": box, "area": area, "iscrowd": crowd})
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
     return _coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
 
@@ -106,7 +129,8 @@ def coco_evaluate(
         detections: one dict per image (images without detections may be left out): ``image_id``,
             ``boxes_xyxy`` (Tensor/array[M, 4], pixels of the original image), ``scores`` [M], ``labels`` [M].
         ground_truth: ``Sample``s or dicts with ``image_id``, ``boxes_xyxy`` [G, 4], ``labels`` [G] and
-            ``size_hw`` (or ``orig_size_hw``) (H, W).
+            ``size_hw`` (or ``orig_size_hw``) (H, W); optionally ``crowd_boxes_xyxy`` [C, 4] and ``crowd_labels``
+            [C] (ignore regions) and ``areas`` [G] / ``crowd_areas`` [C].
         class_names: names of labels 0..K-1.
         verbose: let pycocotools print its summary.
     Returns:
@@ -168,7 +192,8 @@ def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, b
     samples = split.samples
     for first in tqdm(range(0, len(samples), batch_size), desc="eval", unit="batch", disable=not progress):
         chunk = samples[first: first + batch_size]
-        trajectories = sample(model, [read_image_rgb(s.image_path) for s in chunk], options, seed=seed)
+        images = [read_image_rgb(s.image_path, exif=s.exif) for s in chunk]
+        trajectories = sample(model, images, options, seed=seed)
         for s, traj in zip(chunk, trajectories):
             det = traj.detections
             detections.append({"image_id": s.image_id, "boxes_xyxy": det.boxes_xyxy, "scores": det.scores,
@@ -181,21 +206,24 @@ def cli(argv: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions, add_sampler_flags, sampler_flag_overrides
+    from diffdet.config import ArgumentParser, int_range, nonnegative_int, positive_int, unit_float
     from diffdet.data import load_split
+    from diffdet.inference import DEFAULT_CHECKPOINT, SamplerOptions, add_sampler_flags, sampler_flag_overrides
     from diffdet.weights import load_checkpoint
 
-    parser = argparse.ArgumentParser(prog="python -m diffdet eval", description="Score a checkpoint with pycocotools.")
+    parser = ArgumentParser(prog="python -m diffdet eval", description="Score a checkpoint with pycocotools.",
+                            epilog="Dataset classes are matched to the checkpoint's by name (COCO category ids and "
+                                   "order do not matter); crowd annotations are pycocotools ignore regions.")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--data", required=True, help="PROPS-Detection-Dataset folder/archive, or COCO JSON:IMAGE_DIR")
     parser.add_argument("--data-format", choices=("props", "coco"), default="props")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--proposals", type=int, default=None)
-    parser.add_argument("--heatmap-init", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (0 = all)")
+    parser.add_argument("--steps", type=int_range(1, 1000), default=None)
+    parser.add_argument("--proposals", type=int_range(1, 5000), default=None)
+    parser.add_argument("--heatmap-init", type=unit_float, default=0.0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--limit", type=nonnegative_int, default=0, help="first N images only (0 = all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write the results JSON here")
     add_sampler_flags(parser)

@@ -96,6 +96,24 @@ def _axis_taps(start: Tensor, length: Tensor, size: Tensor, bins: int, ratio: in
     return index.view(-1, bins, 2 * ratio), weight.view(-1, bins, 2 * ratio)
 
 
+class NonFiniteError(ValueError):
+    """The model produced (or was given) NaN or infinite boxes: its weights or inputs are not finite."""
+
+
+def check_finite_boxes(boxes_xyxy: Tensor, stage: int) -> None:
+    """Raise NonFiniteError unless every box about to be pooled by ``stage`` is finite.
+
+    RoI pooling turns a NaN coordinate into a garbage feature-map index (an IndexError deep inside the gather, or
+    silently wrong features); one reduction per stage says what is wrong instead.
+    """
+    if not bool(torch.isfinite(boxes_xyxy).all()):
+        count = int((~torch.isfinite(boxes_xyxy)).any(dim=-1).sum())
+        source = "the input boxes" if stage == 0 else f"head stage {stage - 1}"
+        total = boxes_xyxy.shape[0] * boxes_xyxy.shape[1]
+        raise NonFiniteError(f"the model produces non-finite boxes: {count} of {total} boxes from {source} are NaN "
+                             "or infinite (non-finite weights or inputs; a diverged training run gives such weights)")
+
+
 class RoIPooler:
     """RoIAlign (aligned=True, fixed sampling ratio) of each box from its own FPN level as one weighted gather.
 
@@ -268,7 +286,8 @@ class DynamicHead(nn.Module):
         pool = self.pooler(features)
         all_logits, all_boxes = [], []
         box_features = None
-        for stage in self.head_series:
+        for k, stage in enumerate(self.head_series):
+            check_finite_boxes(boxes_xyxy, k)
             logits, boxes, box_features = stage(pool, boxes_xyxy, box_features, time_emb)
             all_logits.append(logits)
             all_boxes.append(boxes)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -304,15 +307,70 @@ class Detector:
         return sample(self.model, images, options, seed=seed, amp=self.amp)
 
 
-def coco_results(traj: Trajectory, image_id: int) -> list[dict]:
-    """COCO results entries (bbox as x, y, w, h; category_id = label id) for one image."""
+def coco_results(traj: Trajectory, image_id: int, category_ids: Sequence[int | None] | None = None) -> list[dict]:
+    """COCO results entries for one image: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+
+    ``category_ids[label]`` is the id of the model's class ``label`` in the user's ground truth (see
+    ``coco_category_ids``); detections of a class the ground truth lacks (None) are left out. Without it the ids
+    are the documented default, 1-based: ``category_id = label + 1``, i.e. the position in the model's class list
+    plus one, as in the ``categories`` list written beside the results.
+    """
     det = traj.detections
-    return [
-        {"image_id": image_id, "category_id": int(c), "bbox": [round(float(x1), 2), round(float(y1), 2),
-                                                               round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
-         "score": round(float(s), 5)}
-        for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy, det.scores, det.labels)
-    ]
+    out = []
+    for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy, det.scores, det.labels):
+        category_id = int(c) + 1 if category_ids is None else category_ids[int(c)]
+        if category_id is None:
+            continue
+        out.append({"image_id": image_id, "category_id": int(category_id),
+                    "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2),
+                             round(float(y2 - y1), 2)], "score": round(float(s), 5)})
+    return out
+
+
+def default_categories(class_names: Sequence[str]) -> list[dict]:
+    """The ``categories`` list matching ``coco_results``' default ids: ``[{"id": k + 1, "name": class_names[k]}]``."""
+    return [{"id": k + 1, "name": name} for k, name in enumerate(class_names)]
+
+
+class CocoGroundTruthIds:
+    """Image and category ids of a user's COCO ground-truth file, so that results score against it as they are.
+
+    ``category_ids[label]``: the file's id of the category named like the model's class ``label`` (None when the
+    file has no such category); ``image_id(path)`` the id of the image entry with the same file name.
+    """
+
+    def __init__(self, path: str | Path, class_names: Sequence[str]) -> None:
+        try:
+            data = json.loads(Path(path).read_text())
+            categories = {str(c["name"]): int(c["id"]) for c in data["categories"]}
+            images = [(str(im["file_name"]), int(im["id"])) for im in data["images"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--coco-gt {path}: not a COCO annotation file with images and categories ({exc})") \
+                from None
+        shared = [name for name in class_names if name in categories]
+        if not shared:
+            raise ValueError(f"--coco-gt {path}: no category is named like a model class. File categories: "
+                             f"{sorted(categories)}; model classes: {list(class_names)}")
+        self.path = Path(path)
+        self.missing = [name for name in class_names if name not in categories]
+        self.category_ids: list[int | None] = [categories.get(name) for name in class_names]
+        self.categories = [{"id": i, "name": n} for n, i in sorted(categories.items(), key=lambda item: item[1])]
+        self._by_path = {os.path.normpath(name): image_id for name, image_id in images}
+        self._by_name: dict[str, list[int]] = {}
+        for name, image_id in images:
+            self._by_name.setdefault(Path(name).name, []).append(image_id)
+
+    def image_id(self, image_path: str | Path) -> int:
+        """The file's id of this image: its ``file_name`` equal to the path as given, or to its base name when
+        that is unique in the file. ValueError naming the image otherwise."""
+        exact = self._by_path.get(os.path.normpath(str(image_path)))
+        if exact is not None:
+            return exact
+        ids = self._by_name.get(Path(image_path).name, [])
+        if len(ids) == 1:
+            return ids[0]
+        reason = "several entries share its file name" if ids else "no image entry has its file name"
+        raise ValueError(f"{image_path}: cannot find its image id in --coco-gt {self.path} ({reason})")
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
@@ -335,18 +393,29 @@ def sampler_flag_overrides(args: argparse.Namespace) -> dict[str, object]:
 def cli(argv: list[str]) -> int:
     from tqdm import tqdm
 
-    parser = argparse.ArgumentParser(prog="python -m diffdet predict", description="Run the detector on images.")
+    from diffdet.config import ArgumentParser, int_range, nonnegative_int, positive_int, unit_float
+
+    parser = ArgumentParser(
+        prog="python -m diffdet predict", description="Run the detector on images.",
+        epilog="Exit status: 0 when every image was processed, 1 when some images could not be read (each is named "
+               "on stderr and skipped; the others are written), 2 for bad arguments or an unusable checkpoint.")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="a .safetensors checkpoint")
     parser.add_argument("--images", nargs="+", required=True, help="image files")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's)")
-    parser.add_argument("--proposals", type=int, default=None, help="number of proposals")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eta", type=float, default=None)
-    parser.add_argument("--heatmap-init", type=float, default=0.0, help="fraction of proposals drawn from heatmap peaks")
-    parser.add_argument("--score-threshold", type=float, default=0.3, help="threshold of the printed table and JSON")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--steps", type=int_range(1, 1000), default=None, help="DDIM steps (default: the checkpoint's)")
+    parser.add_argument("--proposals", type=int_range(1, 5000), default=None, help="number of proposals")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--eta", type=unit_float, default=None)
+    parser.add_argument("--heatmap-init", type=unit_float, default=0.0,
+                        help="fraction of proposals drawn from heatmap peaks")
+    parser.add_argument("--score-threshold", type=unit_float, default=0.3,
+                        help="threshold of the printed table and JSON")
+    parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--trajectory", choices=("npz", "json", "none"), default="npz")
+    parser.add_argument("--coco-gt", default=None, metavar="FILE",
+                        help="a COCO ground-truth file: results then carry its image and category ids (matched by "
+                             "file name and class name), so they score against it directly")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable image (exit 1)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     add_sampler_flags(parser)
@@ -362,38 +431,69 @@ def cli(argv: list[str]) -> int:
             overrides["eta"] = args.eta
         options = SamplerOptions.from_config(detector.config, **overrides)
         options.validate(detector.config)
+        names = detector.config.class_names
+        gt_ids = CocoGroundTruthIds(args.coco_gt, names) if args.coco_gt else None
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
+    if gt_ids is not None and gt_ids.missing:
+        print(f"note: --coco-gt has no category for model class(es) {gt_ids.missing}; their detections are left "
+              "out of detections.json", file=sys.stderr)
     out = Path(args.out)
     (out / "trajectories").mkdir(parents=True, exist_ok=True)
-    names = detector.config.class_names
-    results, images_info, rows = [], [], []
+    results, images_info, rows, failed = [], [], [], []
     start = time.perf_counter()
     paths = [Path(p) for p in args.images]
-    for first in tqdm(range(0, len(paths), args.batch_size), desc="images", unit="batch"):
-        chunk = paths[first: first + args.batch_size]
-        try:
-            arrays = [read_image_rgb(p) for p in chunk]
-        except ValueError as exc:
-            parser.exit(2, f"error: {exc}\n")
-        for offset, (path, traj) in enumerate(zip(chunk, detector.predict(arrays, options, seed=args.seed))):
-            image_id = first + offset
+    pending: list[tuple[int, Path, np.ndarray]] = []
+
+    def run_pending() -> None:
+        trajectories = detector.predict([a for _, _, a in pending], options, seed=args.seed)
+        for (position, path, _), traj in zip(pending, trajectories):
+            image_id = gt_ids.image_id(path) if gt_ids is not None else position
             images_info.append({"id": image_id, "file_name": str(path), "height": traj.image_size_hw[0],
                                 "width": traj.image_size_hw[1]})
-            results.extend(coco_results(traj, image_id))
+            results.extend(coco_results(traj, image_id, gt_ids.category_ids if gt_ids is not None else None))
             if args.trajectory == "npz":
-                traj.save_npz(out / "trajectories" / f"{image_id:05d}_{path.stem}.npz")
+                traj.save_npz(out / "trajectories" / f"{position:05d}_{path.stem}.npz")
             elif args.trajectory == "json":
-                traj.to_json(out / "trajectories" / f"{image_id:05d}_{path.stem}.json")
-            top = ", ".join(f"{names[c]} {s:.2f}" for c, s in zip(traj.detections.labels[:4], traj.detections.scores[:4]))
+                traj.to_json(out / "trajectories" / f"{position:05d}_{path.stem}.json")
+            top = ", ".join(f"{names[c]} {s:.2f}" for c, s in zip(traj.detections.labels[:4],
+                                                                    traj.detections.scores[:4]))
             rows.append((path.name, len(traj.detections), top))
+        pending.clear()
+
+    try:
+        for position, path in enumerate(tqdm(paths, desc="images", unit="image")):
+            try:
+                if gt_ids is not None:
+                    gt_ids.image_id(path)  # an image the ground truth does not list is refused before the work
+                pending.append((position, path, read_image_rgb(path)))
+            except ValueError as exc:
+                failed.append({"file_name": str(path), "error": str(exc)})
+                # tqdm.write keeps the message on its own line, clear of the progress bar.
+                tqdm.write(f"skipped {exc}" if str(exc).startswith(str(path)) else f"skipped {path}: {exc}",
+                           file=sys.stderr)
+                if args.fail_fast:
+                    break
+                continue
+            if len(pending) == args.batch_size:
+                run_pending()
+        if pending:
+            run_pending()
+    except ValueError as exc:  # the model itself failed (e.g. non-finite weights): not one image's fault
+        parser.exit(2, f"error: {exc}\n")
     elapsed = time.perf_counter() - start
-    categories = [{"id": i, "name": n} for i, n in enumerate(names)]
+    categories = gt_ids.categories if gt_ids is not None else default_categories(names)
     (out / "detections.json").write_text(json.dumps(results))
-    (out / "images.json").write_text(json.dumps({"images": images_info, "categories": categories}))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'image':<{width}}  dets  top detections")
-    for name, count, top in rows:
-        print(f"{name:<{width}}  {count:>4}  {top}")
-    print(f"{len(paths)} image(s) in {elapsed:.2f} s; wrote {out / 'detections.json'} and {out / 'trajectories'}")
+    (out / "images.json").write_text(json.dumps({"images": images_info, "categories": categories,
+                                                 "failed": failed}))
+    if rows:
+        width = max(len(r[0]) for r in rows)
+        print(f"{'image':<{width}}  dets  top detections")
+        for name, count, top in rows:
+            print(f"{name:<{width}}  {count:>4}  {top}")
+    print(f"{len(rows)} image(s) in {elapsed:.2f} s; wrote {out / 'detections.json'} and {out / 'trajectories'}")
+    if failed:
+        print(f"{len(failed)} of {len(paths)} image(s) could not be read; see the messages above "
+              f"(also listed under 'failed' in {out / 'images.json'})", file=sys.stderr)
+        return 1
     return 0

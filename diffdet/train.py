@@ -7,7 +7,6 @@ resumption (model, optimiser, scheduler, RNG, data position). Multi-GPU / multi-
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,12 +21,16 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
-from diffdet.config import PRESETS, DiffDetConfig, add_config_arguments, config_from_arguments, get_preset
+from diffdet.config import (
+    PRESETS, ArgumentParser, DiffDetConfig, add_config_arguments, config_from_arguments, get_preset, nonnegative_int,
+    positive_int,
+)
 from diffdet.criterion import SetCriterion
 from diffdet.data import DatasetSplit, DetectionDataset, _mix64, build_train_loader, load_split
 from diffdet.diffusion import corrupt_boxes, pad_ground_truth
+from diffdet.head import NonFiniteError
 from diffdet.model import DiffusionDet, build_model
-from diffdet.weights import check_state_dict, load_checkpoint, save_checkpoint
+from diffdet.weights import check_state_dict, load_checkpoint, non_finite_tensors, read_metadata, save_checkpoint
 
 logger = logging.getLogger("diffdet.train")
 CHECKPOINT_NAME = "last.pt"
@@ -62,6 +65,47 @@ class TrainingStep(nn.Module):
             outputs["heatmap_logits"] = heat
             outputs["heatmap_stride"] = self.model.heatmap_stride
         return outputs
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced non-finite values; ``str()`` is one line: iteration, cause, each loss term, last checkpoint.
+
+    Attributes: iteration (1-based, the update that failed), losses ({term: value}), last_good (iteration of the
+    last checkpoint written, which holds finite weights, or None).
+    """
+
+    def __init__(self, iteration: int, cause: str, losses: dict[str, float], last_good: int | None,
+                 losses_at: int | None = None) -> None:
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        if terms and losses_at is not None and losses_at != iteration:
+            terms = f"losses at iteration {losses_at}: {terms}"
+        kept = (f"the last good checkpoint (iteration {last_good}) is kept" if last_good is not None
+                else "no checkpoint had been written yet")
+        super().__init__(f"training diverged at iteration {iteration}: {cause}"
+                         + (f" ({terms})" if terms else "") + f"; {kept}. Lower --lr or raise --warmup-iters.")
+        self.iteration, self.losses, self.last_good = iteration, losses, last_good
+
+
+def checkpoint_class_names(path: str | Path) -> tuple[str, ...]:
+    """The class names stored in a safetensors checkpoint (never guessed from its class count)."""
+    meta = read_metadata(path)
+    try:
+        return tuple(DiffDetConfig.from_json(meta["config"]).class_names)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path} has no class names in its metadata ({exc})") from None
+
+
+def training_class_names(data: str, preset_names: tuple[str, ...]) -> tuple[str, ...]:
+    """Classes of a run on COCO-format data ``JSON_PATH:IMAGE_DIR``: the preset's, in the preset's order, when they
+    include every category name of the file (a PROPS file in COCO form trains a PROPS-ordered model); otherwise the
+    file's names in ascending category-id order."""
+    json_path = data.partition(":")[0]
+    try:
+        categories = json.loads(Path(json_path).read_text())["categories"]
+        names = [str(c["name"]) for c in sorted(categories, key=lambda c: c["id"])]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read the categories of {json_path}: {exc}") from None
+    return tuple(preset_names) if set(names) <= set(preset_names) else tuple(names)
 
 
 def lr_factor(iteration: int, cfg: DiffDetConfig) -> float:
@@ -146,9 +190,18 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
+    start_iter = 0
+    state = None
+    if options.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        cfg = DiffDetConfig.from_json(state["config"])  # its class names included: labels mean what they meant
+        start_iter = int(state["iteration"])
+    elif options.init:
+        cfg = cfg.replace(class_names=checkpoint_class_names(options.init))
+    elif options.data_format == "coco":
+        cfg = cfg.replace(class_names=training_class_names(options.data, cfg.class_names))
+    # Both formats map the data's class names onto cfg.class_names by name; unknown names are refused.
     train_split = load_split(options.data, options.data_format, "train", cfg.class_names, **_split_options(options))
-    if options.data_format == "coco":
-        cfg = cfg.replace(class_names=train_split.class_names) if train_split.class_names != cfg.class_names else cfg
     if train_split.num_skipped:
         logger.warning("skipped %d bad training entries (first: %s)", train_split.num_skipped, train_split.skipped[0])
     val_split = None
@@ -158,12 +211,6 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
         if options.eval_images:
             val_split.samples = val_split.samples[: options.eval_images]
 
-    start_iter = 0
-    state = None
-    if options.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        cfg = DiffDetConfig.from_json(state["config"])
-        start_iter = int(state["iteration"])
     torch.manual_seed(options.seed)  # the same seed builds the same initial weights on every rank
     model = build_model(cfg, pretrained=options.pretrained and state is None and options.init is None)
     if options.init and state is None:
@@ -203,57 +250,75 @@ def train(cfg: DiffDetConfig, options: TrainOptions) -> Path:
     iteration = start_iter
     window_start, window_iters = time.perf_counter(), 0
     sums: dict[str, float] = {}
-    for images, targets in loader:
-        if iteration >= cfg.max_iter or (options.stop_after is not None and iteration >= options.stop_after):
-            break
-        # Corruption noise comes from a generator keyed by (seed, iteration, rank): resumption replays it exactly.
-        generator = torch.Generator().manual_seed(_mix64(options.seed, iteration, rank, 7))
-        targets = [{**t, "boxes_xyxy": t["boxes_xyxy"].to(device), "labels": t["labels"].to(device),
-                    "image_size_hw": t["image_size_hw"].to(device)} for t in targets]
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            outputs = step_module(images, targets, generator)
-        outputs = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in outputs.items()}
-        losses = criterion(outputs, targets)
-        loss = criterion.total_loss(losses)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at iteration {iteration}: {{k: v.item() for k, v in losses.items()}}")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        iteration += 1
-        window_iters += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        sums["loss_total"] = sums.get("loss_total", 0.0) + float(loss.detach())
-        if rank == 0:
-            progress.update(1)
-            if iteration % options.log_every == 0 or iteration == cfg.max_iter:
-                elapsed = time.perf_counter() - window_start
-                row = {"iter": iteration, **{k: v / window_iters for k, v in sums.items()},
-                       "lr": optimizer.param_groups[0]["lr"], "it_s": window_iters / max(elapsed, 1e-9),
-                       "img_s": window_iters * per_rank_batch * world / max(elapsed, 1e-9)}
-                _append_jsonl(metrics_path, row)
-                progress.set_postfix(loss=f"{row['loss_total']:.3f}", ce=f"{row.get('loss_ce', 0):.3f}",
-                                     hm=f"{row.get('loss_heatmap', 0):.4f}", it_s=f"{row['it_s']:.2f}")
-                sums, window_start, window_iters = {}, time.perf_counter(), 0
-        checkpoint_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iter
-        eval_now = val_split is not None and (iteration % cfg.eval_every == 0 or iteration == cfg.max_iter)
-        if rank == 0 and checkpoint_now:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "iteration": iteration, "config": cfg.to_json(),
-                          "torch_rng": torch.get_rng_state()}, ckpt_path)
-            save_checkpoint(model, out / "model.safetensors", extra={"iteration": str(iteration)})
-        if rank == 0 and eval_now:
-            _append_jsonl(metrics_path, {"iter": iteration, "eval": run_eval(model, val_split, options)})
-            model.train()
-        if world > 1 and (checkpoint_now or eval_now):
-            dist.barrier()
-    progress.close()
+    last_good = start_iter if state is not None else None  # iteration of the last checkpoint written, if any
+    last_losses: dict[str, float] = {}  # each loss term of the last finished iteration, for the divergence message
+    try:
+        for images, targets in loader:
+            if iteration >= cfg.max_iter or (options.stop_after is not None and iteration >= options.stop_after):
+                break
+            # Corruption noise comes from a generator keyed by (seed, iteration, rank): resumption replays it exactly.
+            generator = torch.Generator().manual_seed(_mix64(options.seed, iteration, rank, 7))
+            targets = [{**t, "boxes_xyxy": t["boxes_xyxy"].to(device), "labels": t["labels"].to(device),
+                        "image_size_hw": t["image_size_hw"].to(device)} for t in targets]
+            try:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    outputs = step_module(images, targets, generator)
+            except NonFiniteError as exc:
+                raise TrainingDiverged(iteration + 1, str(exc), last_losses, last_good, iteration) from None
+            outputs = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in outputs.items()}
+            losses = criterion(outputs, targets)
+            loss = criterion.total_loss(losses)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(iteration + 1, "the loss is not finite", {"loss_total": float(loss.detach()),
+                                       **{k: float(v.detach()) for k, v in losses.items()}}, last_good)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            iteration += 1
+            window_iters += 1
+            last_losses = {"loss_total": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+            for k, v in last_losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if rank == 0:
+                progress.update(1)
+                if iteration % options.log_every == 0 or iteration == cfg.max_iter:
+                    elapsed = time.perf_counter() - window_start
+                    row = {"iter": iteration, **{k: v / window_iters for k, v in sums.items()},
+                           "lr": optimizer.param_groups[0]["lr"], "it_s": window_iters / max(elapsed, 1e-9),
+                           "img_s": window_iters * per_rank_batch * world / max(elapsed, 1e-9)}
+                    _append_jsonl(metrics_path, row)
+                    progress.set_postfix(loss=f"{row['loss_total']:.3f}", ce=f"{row.get('loss_ce', 0):.3f}",
+                                         hm=f"{row.get('loss_heatmap', 0):.4f}", it_s=f"{row['it_s']:.2f}")
+                    sums, window_start, window_iters = {}, time.perf_counter(), 0
+            checkpoint_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iter
+            eval_now = val_split is not None and (iteration % cfg.eval_every == 0 or iteration == cfg.max_iter)
+            if checkpoint_now:
+                bad = non_finite_tensors(model.state_dict())
+                if bad:
+                    raise TrainingDiverged(iteration, f"{len(bad)} weight tensor(s) became non-finite (e.g. {bad[:3]})",
+                                           last_losses, last_good)
+            if rank == 0 and checkpoint_now:
+                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "iteration": iteration, "config": cfg.to_json(),
+                              "torch_rng": torch.get_rng_state()}, ckpt_path)
+                save_checkpoint(model, out / "model.safetensors", extra={"iteration": str(iteration)})
+                last_good = iteration
+            if rank == 0 and eval_now:
+                try:
+                    evaluation = run_eval(model, val_split, options)
+                except NonFiniteError as exc:
+                    raise TrainingDiverged(iteration, str(exc), last_losses, last_good) from None
+                _append_jsonl(metrics_path, {"iter": iteration, "eval": evaluation})
+                model.train()
+            if world > 1 and (checkpoint_now or eval_now):
+                dist.barrier()
+    finally:
+        progress.close()  # before any message, so it starts on its own line
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -271,24 +336,27 @@ def run_eval(model: DiffusionDet, split: DatasetSplit, options: TrainOptions) ->
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffdet train", description="Train DiffusionDet.")
+    parser = ArgumentParser(prog="python -m diffdet train", description="Train DiffusionDet.",
+                            epilog="Exit status: 0 done, 1 training diverged (non-finite loss, boxes or weights; the "
+                                   "last good checkpoint is kept), 2 bad arguments or data.")
     parser.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset to start from")
     parser.add_argument("--data", required=True, help="PROPS-Detection-Dataset folder/archive, or COCO JSON:IMAGE_DIR")
     parser.add_argument("--data-format", choices=("props", "coco"), default="props")
     parser.add_argument("--val-data", default=None, help="validation data (default: --data's val split)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--iters", type=int, default=None, help="alias of --max-iter")
-    parser.add_argument("--batch", type=int, default=None, help="alias of --batch-size (total over processes)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iters", type=positive_int, default=None, help="alias of --max-iter")
+    parser.add_argument("--batch", type=positive_int, default=None, help="alias of --batch-size (total over processes)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--init", default=None, help="start from this .safetensors checkpoint's weights")
     parser.add_argument("--no-pretrained", action="store_true", help="random trunk instead of local ImageNet weights")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=nonnegative_int, default=2)
     parser.add_argument("--device", default=None)
     parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--eval-images", type=int, default=0, help="evaluate on the first N validation images (0 = all)")
-    parser.add_argument("--eval-steps", type=int, default=1, help="DDIM steps used by the evaluations")
+    parser.add_argument("--log-every", type=positive_int, default=20)
+    parser.add_argument("--eval-images", type=nonnegative_int, default=0,
+                        help="evaluate on the first N validation images (0 = all)")
+    parser.add_argument("--eval-steps", type=positive_int, default=1, help="DDIM steps used by the evaluations")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad dataset entries (counted in the log)")
     parser.add_argument("--cache-dir", default=None, help="where archives are extracted")
     parser.add_argument("--no-md5", action="store_true", help="do not check archive md5 sums (custom archives)")
@@ -309,5 +377,7 @@ def cli(argv: list[str]) -> int:
         out = train(cfg, options)
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
+    except TrainingDiverged as exc:
+        parser.exit(1, f"error: {exc}\n")
     print(f"run folder: {out}")
     return 0

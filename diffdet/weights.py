@@ -21,11 +21,25 @@ from diffdet.model import DiffusionDet
 FORMAT = "diffdet-explorer/1"
 
 
+def non_finite_tensors(state: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or infinite values (empty when all finite)."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(model: DiffusionDet, path: str | Path, dtype: torch.dtype | None = None,
                     extra: dict[str, str] | None = None) -> None:
-    """Write weights (optionally cast, e.g. float16 to halve the file) with config JSON in the metadata."""
+    """Write weights (optionally cast, e.g. float16 to halve the file) with config JSON in the metadata.
+
+    Raises:
+        ValueError (nothing written) when a tensor holds NaN or infinite values, or would after the cast (a value
+        beyond float16's range).
+    """
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"refusing to write {path}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. "
+                         f"{bad[:5]} (a diverged model)")
     metadata = {"format": FORMAT, "config": model.cfg.to_json(), "class_names": json.dumps(list(model.cfg.class_names))}
     metadata.update(extra or {})
     path = Path(path)
@@ -62,7 +76,11 @@ def check_state_dict(model: DiffusionDet, state: dict[str, Tensor], source: str)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DiffusionDet:
-    """Rebuild the model from the stored config and load its weights (cast back to float32), in eval mode."""
+    """Rebuild the model from the stored config and load its weights (cast back to float32), in eval mode.
+
+    Raises:
+        ValueError: not a diffdet safetensors file, keys or shapes that do not fit the config, or non-finite tensors.
+    """
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ValueError(f"{path} is not a diffdet checkpoint (no '{FORMAT}' config in its metadata)")
@@ -70,6 +88,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Dif
     model = DiffusionDet(cfg)
     state = load_file(str(path))
     check_state_dict(model, state, str(path))
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"checkpoint {path} is unusable: {len(bad)} tensor(s) hold NaN or infinite values, e.g. "
+                         f"{bad[:5]} (it was written by a diverged training run)")
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model.to(device).eval()

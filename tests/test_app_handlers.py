@@ -82,8 +82,7 @@ def test_without_image_the_status_asks_for_one(explorer: Explorer) -> None:
     assert "Upload an image" in out[0]
 
 
-@pytest.mark.parametrize("name", ["zero_byte", "not_image", "corrupt", "bomb", "tiny_1x1", "extreme_aspect",
-                                  "oversized"])
+@pytest.mark.parametrize("name", ["zero_byte", "not_image", "corrupt", "bomb", "oversized"])
 def test_bad_images_raise_a_user_error(explorer: Explorer, app_env: support.AppEnv, name: str) -> None:  # noqa: F811
     path, message = support.bad_uploads(app_env.work_dir / "bad")[name]
     with pytest.raises(gr.Error) as info:

@@ -17,8 +17,7 @@ from app.inputs import (
 CLASSES = support.CLASSES
 
 
-@pytest.mark.parametrize("name", ["zero_byte", "not_image", "corrupt", "bomb", "tiny_1x1", "extreme_aspect",
-                                  "oversized"])
+@pytest.mark.parametrize("name", ["zero_byte", "not_image", "corrupt", "bomb", "oversized"])
 def test_bad_images_are_refused_with_a_clear_message(tmp_path: Path, name: str) -> None:
     path, message = support.bad_uploads(tmp_path)[name]
     with pytest.raises(InputError) as info:

@@ -214,8 +214,6 @@ def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
         "not_image": (b"this is plain text, not a picture\n" * 10, "not an image"),
         "corrupt": (png_bytes(make_image())[:200], "corrupt"),
         "bomb": (bomb_png(), "too many pixels"),
-        "tiny_1x1": (png_bytes(np.zeros((1, 1, 3), np.uint8)), "at least"),
-        "extreme_aspect": (png_bytes(np.zeros((16, 400, 3), np.uint8)), "aspect ratio"),
     }
     out = {}
     for name, (data, message) in files.items():
@@ -231,7 +229,8 @@ def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
-    """Images the app must accept: 16-bit, RGBA, greyscale, palette, tall."""
+    """Images the app must accept: 16-bit, RGBA, greyscale, palette, a 4000x60 strip and a 1x1 image (the CLI takes
+    them; the model resizes and pads any size)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     (folder / "sixteen_bit.png").write_bytes(png16_bytes())
@@ -245,6 +244,10 @@ def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
     out["grey"] = folder / "grey.png"
     Image.fromarray(make_image()).convert("P").save(folder / "palette.gif")
     out["palette"] = folder / "palette.gif"
+    Image.fromarray(np.full((60, 4000, 3), 128, np.uint8)).save(folder / "wide_strip.png")
+    out["wide_strip"] = folder / "wide_strip.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny_1x1.png")
+    out["tiny_1x1"] = folder / "tiny_1x1.png"
     return out
 
 

@@ -28,3 +28,28 @@ def test_bad_values_raise_naming_the_field():
         DiffDetConfig.from_dict({"not_a_field": 1})
     with pytest.raises(ValueError, match="hidden_dim"):
         get_preset("props_r50", hidden_dim=128)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", -1.0, "lr must be > 0"), ("nms_iou", float("nan"), "nms_iou must be in [0, 1]"),
+    ("checkpoint_every", 0, "checkpoint_every must be >= 1"), ("min_size_train", (480, 0), "min_size_train must be"),
+    ("crop_size", (600, 384), "crop_size must be (min, max)"), ("sampling_steps", 2000, "sampling_steps"),
+    ("class_names", ("mug", "mug"), "class_names must be unique"),
+])
+def test_every_numeric_field_is_range_checked(field, value, message):
+    with pytest.raises(ValueError) as info:
+        get_preset("tiny", **{field: value})
+    assert message in str(info.value)
+
+
+def test_config_flags_give_one_line_argparse_errors(capsys):
+    from diffdet.config import ArgumentParser, add_config_arguments, config_from_arguments
+
+    parser = ArgumentParser(prog="t")
+    add_config_arguments(parser)
+    cfg = config_from_arguments(get_preset("tiny"), parser.parse_args(["--lr", "0.5", "--min-size-train", "320", "352"]))
+    assert cfg.lr == 0.5 and cfg.min_size_train == (320, 352)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--rho", "-0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == ["t: error: argument --rho: must be >= 0, got -0.5 (see --help)"]

@@ -309,7 +309,100 @@ def test_dataset_images_go_through_the_one_image_reader(tmp_path):
     cv2.imwrite(str(tmp_path / "grey16.png"), grey16)
     image = read_image_rgb(str(tmp_path / "grey16.png"))
     assert image.shape == (3, 12, 20) and image.dtype == torch.uint8
-    assert int(image[0, -1, -1]) == round(int(grey16[-1, -1]) / 257)
+    assert int(image[0, -1, -1]) == int(grey16[-1, -1]) // 256  # the documented rule: the high byte
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(DatasetError, match="text.jpg"):
         read_image_rgb(str(tmp_path / "text.jpg"))
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+def props_as_coco(entries: list, class_names: list[str], first_id: int = 1) -> dict:
+    """The same boxes as a COCO file whose categories are ``class_names`` in that order, ids from ``first_id``."""
+    cat_of = {name: first_id + i for i, name in enumerate(class_names)}
+    images, annotations = [], []
+    for k, (rel_path, objects) in enumerate(entries):
+        images.append({"id": 100 + k, "file_name": rel_path})
+        for obj in objects:
+            x1, y1, x2, y2 = obj["xyxy"]
+            annotations.append({"id": len(annotations) + 1, "image_id": 100 + k, "category_id": cat_of[obj["name"]],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": n} for n, i in cat_of.items()]}
+
+
+def test_coco_categories_are_matched_to_the_model_by_name(tmp_path: Path) -> None:
+    folder = make_props(tmp_path)
+    props = load_props(folder, "train")
+    # Categories listed alphabetically with ids 1..10: by position, "cracker_box" (id 1) would be label 0.
+    coco_path = tmp_path / "alphabetical.json"
+    coco_path.write_text(json.dumps(props_as_coco(GOOD_ENTRIES, sorted(PROPS_CLASSES))))
+    coco = load_coco(coco_path, folder, class_names=PROPS_CLASSES)
+    assert coco.class_names == PROPS_CLASSES
+    for a, b in zip(props.samples, coco.samples):
+        np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
+        assert a.labels.tolist() == b.labels.tolist()
+    assert coco.samples[0].labels.tolist() == [PROPS_CLASSES.index("mug"), PROPS_CLASSES.index("cracker_box")]
+    # A dataset using only some of the model's classes is fine; a name the model lacks is refused, listing both.
+    data = props_as_coco(GOOD_ENTRIES, sorted(PROPS_CLASSES))
+    data["categories"][0]["name"] = "cracker box"  # a space instead of the underscore
+    coco_path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as info:
+        load_coco(coco_path, folder, class_names=PROPS_CLASSES)
+    message = str(info.value)
+    assert "['cracker box']" in message and "model classes: ['master_chef_can'" in message
+    assert "Dataset classes: ['cracker box', 'gelatin_box'" in message
+
+
+def test_coco_crowd_regions_and_areas_are_kept_apart(tmp_path: Path) -> None:
+    split = load_coco(make_coco(tmp_path), tmp_path / "img")
+    a = split.samples[0]
+    np.testing.assert_array_equal(a.boxes_xyxy, [[2, 3, 12, 23], [30, 5, 40, 15]])
+    np.testing.assert_array_equal(a.crowd_boxes_xyxy, [[0, 0, 64, 48]])
+    assert a.crowd_labels.tolist() == [0] and a.areas.tolist() == [200.0, 100.0]
+    dataset = DetectionDataset(split.samples, split.class_names, False, TINY)
+    assert dataset[0][1]["boxes_xyxy"].shape == (2, 4)  # crowd regions are never training targets
+
+
+@pytest.mark.parametrize("entry", ["../outside.jpg", "../../../../etc/passwd", "/etc/passwd",
+                                   "PROPS-Detection/../../outside.jpg"])
+def test_props_paths_leaving_the_dataset_folder_are_refused(tmp_path: Path, entry: str) -> None:
+    folder = make_props(tmp_path)
+    write_image(tmp_path / "outside.jpg", [])  # exists, readable, outside the dataset folder
+    (folder / "train.json").write_text(json.dumps(GOOD_ENTRIES + [[entry, []]]))
+    with pytest.raises(DatasetError, match=r"entry 3: image path .* resolves outside the dataset folder") as info:
+        load_props(folder, "train")
+    assert repr(entry) in str(info.value)
+    assert len(load_props(folder, "train", skip_bad=True)) == 3
+
+
+def test_coco_paths_leaving_the_image_folder_are_refused(tmp_path: Path) -> None:
+    path = make_coco(tmp_path)
+    write_image(tmp_path / "outside.png", [])
+    data = json.loads(path.read_text())
+    data["images"][1]["file_name"] = "../outside.png"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"image entry 1: image path '../outside.png' resolves outside"):
+        load_coco(path, tmp_path / "img")
+    # Subfolders inside the image folder stay fine.
+    write_image(tmp_path / "img" / "sub" / "c.png", [])
+    data["images"][1]["file_name"] = "sub/../sub/c.png"
+    path.write_text(json.dumps(data))
+    assert len(load_coco(path, tmp_path / "img")) == 2
+
+
+def test_exif_orientation_in_datasets_follows_the_flag(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "PROPS-Detection-Dataset"
+    (folder / "images").mkdir(parents=True)
+    photo = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    photo.save(folder / "images" / "p.jpg", exif=exif)
+    (folder / "train.json").write_text(json.dumps([["images/p.jpg", [{"name": "mug", "xyxy": [1, 1, 10, 30]}]]]))
+    upright = load_props(folder, "train")
+    assert upright.samples[0].size_hw == (40, 20)
+    assert DetectionDataset(upright.samples, upright.class_names, False, TINY)[0][0].shape == (3, 40, 20)
+    with pytest.raises(DatasetError, match="outside the 40x20 image"):
+        load_props(folder, "train", exif=False)  # the box only fits the upright frame

@@ -89,3 +89,136 @@ def test_bad_inputs_and_table(capsys: pytest.CaptureFixture) -> None:
     table = format_table(results)
     assert "AP50" in table and "100.00" in table and "mean" in table
     assert [line.split() for line in table.splitlines() if line.startswith("c ")] == [["c", "-"]]
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+
+def write_crowd_dataset(root) -> tuple:
+    """A COCO file (ids and category order unlike the class list, crowd regions, segmentation-like areas) with
+    its images, and results in COCO form with detections on the crowd regions."""
+    import json
+
+    import cv2
+
+    rng = np.random.default_rng(3)
+    (root / "img").mkdir()
+    categories = [{"id": 7, "name": "c"}, {"id": 3, "name": "b"}, {"id": 5, "name": "a"}]
+    images, annotations, results = [], [], []
+    for k in range(4):
+        image_id = 10 + 3 * k
+        cv2.imwrite(str(root / "img" / f"{k}.png"), np.zeros((120, 160, 3), np.uint8))
+        images.append({"id": image_id, "file_name": f"{k}.png", "height": 120, "width": 160})
+        for j in range(3):
+            x, y = float(rng.integers(0, 100)), float(rng.integers(0, 60))
+            w, h = float(rng.integers(8, 60)), float(rng.integers(8, 60))
+            w, h = min(w, 160 - x), min(h, 120 - y)
+            cat = categories[int(rng.integers(0, 3))]["id"]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
+                                "bbox": [x, y, w, h], "area": 0.7 * w * h, "iscrowd": 0})
+            jitter = rng.normal(0, 3, 4)
+            results.append({"image_id": image_id, "category_id": cat, "score": float(rng.uniform(0.3, 1.0)),
+                            "bbox": [x + jitter[0], y + jitter[1], max(2.0, w + jitter[2]), max(2.0, h + jitter[3])]})
+        # A crowd region (a group of objects annotated as one) and detections of single objects inside it.
+        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 5,
+                            "bbox": [90.0, 60.0, 60.0, 50.0], "area": 2500.0, "iscrowd": 1})
+        for d in range(3):
+            results.append({"image_id": image_id, "category_id": 5, "score": float(rng.uniform(0.5, 0.95)),
+                            "bbox": [92.0 + 18 * d, 62.0, 16.0, 20.0]})
+        results.append({"image_id": image_id, "category_id": 3, "score": 0.4, "bbox": [5.0, 5.0, 20.0, 20.0]})
+    gt_path = root / "gt.json"
+    gt_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    results_path = root / "results.json"
+    results_path.write_text(json.dumps(results))
+    return gt_path, results_path, categories
+
+
+def test_crowd_regions_and_areas_give_pycocotools_own_numbers(tmp_path) -> None:
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from diffdet.data import load_coco
+
+    gt_path, results_path, categories = write_crowd_dataset(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(str(results_path)), "bbox")
+        evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    direct = [100 * v if v >= 0 else None for v in evaluator.stats[:6]]
+
+    split = load_coco(gt_path, tmp_path / "img", class_names=CLASSES)
+    label_of = {c["id"]: CLASSES.index(c["name"]) for c in categories}
+    detections = {}
+    for r in json.loads(results_path.read_text()):
+        x, y, w, h = r["bbox"]
+        det = detections.setdefault(r["image_id"], {"image_id": r["image_id"], "boxes_xyxy": [], "scores": [],
+                                                    "labels": []})
+        det["boxes_xyxy"].append([x, y, x + w, y + h])
+        det["scores"].append(r["score"])
+        det["labels"].append(label_of[r["category_id"]])
+    ours = coco_evaluate(list(detections.values()), split.samples, CLASSES)
+    for key, value in zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), direct):
+        assert ours[key] == (None if value is None else pytest.approx(value, abs=1e-9)), key
+    # Without the crowd regions the detections on them would be false positives: a lower AP.
+    for s in split.samples:
+        s.crowd_boxes_xyxy, s.crowd_labels, s.crowd_areas = np.zeros((0, 4)), np.zeros(0, np.int64), None
+    assert coco_evaluate(list(detections.values()), split.samples, CLASSES)["AP"] < ours["AP"] - 1.0
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+CHECKPOINT = EXAMPLES.parent / "checkpoints" / "diffdet_tiny_props.safetensors"
+
+
+def test_example_scenes_score_the_same_in_props_and_alphabetical_coco_form(tmp_path, capsys) -> None:
+    """The issue's finding: a COCO file of the example scenes listing the ten classes alphabetically (ids 1-10)
+    must give the AP of the PROPS file; predict --coco-gt results scored by pycocotools itself agree."""
+    import contextlib
+    import io
+    import json
+    import shutil
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from diffdet.__main__ import main
+    from diffdet.config import PROPS_CLASSES
+
+    entries = json.loads((EXAMPLES / "props.json").read_text())[:3]
+    folder = tmp_path / "PROPS-Detection-Dataset"
+    folder.mkdir()
+    for rel, _ in entries:
+        shutil.copy(EXAMPLES / rel, folder / rel)
+    (folder / "val.json").write_text(json.dumps(entries))
+    cat_of = {name: i + 1 for i, name in enumerate(sorted(PROPS_CLASSES))}
+    coco = {"images": [{"id": 50 - k, "file_name": rel, "height": 480, "width": 640}
+                       for k, (rel, _) in enumerate(entries)],
+            "categories": [{"id": i, "name": n} for n, i in cat_of.items()], "annotations": []}
+    for k, (_, objects) in enumerate(entries):
+        for obj in objects:
+            x1, y1, x2, y2 = obj["xyxy"]
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": 50 - k,
+                                        "category_id": cat_of[obj["name"]], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                        "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    gt_path = tmp_path / "alphabetical.json"
+    gt_path.write_text(json.dumps(coco))
+
+    common = ["--checkpoint", str(CHECKPOINT), "--steps", "1", "--seed", "0", "--batch-size", "1"]
+    aps = {}
+    for fmt, data in (("props", str(folder)), ("coco", f"{gt_path}:{folder}")):
+        assert main(["eval", *common, "--data", data, "--data-format", fmt, "--out", str(tmp_path / f"{fmt}.json")]) == 0
+        aps[fmt] = json.loads((tmp_path / f"{fmt}.json").read_text())
+    assert aps["props"]["AP"] > 30  # a trained model: a wrong class mapping would score near 0
+    assert aps["coco"]["AP"] == aps["props"]["AP"] and aps["coco"]["per_class"] == aps["props"]["per_class"]
+
+    out = tmp_path / "predict"
+    assert main(["predict", *common, "--images", *[str(folder / rel) for rel, _ in entries], "--score-threshold", "0",
+                 "--trajectory", "none", "--coco-gt", str(gt_path), "--out", str(out)]) == 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(str(out / "detections.json")), "bbox")
+        evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    # The results file rounds boxes to 0.01 px and scores to 1e-5: the same AP up to that rounding.
+    assert 100 * evaluator.stats[0] == pytest.approx(aps["props"]["AP"], abs=0.2)

@@ -154,9 +154,9 @@ def test_detector_and_predict_cli(tmp_path, tiny_model, rgb_image):
     assert {r["image_id"] for r in results} == {0, 1} and all(len(r["bbox"]) == 4 for r in results)
     trajs = sorted((out / "trajectories").glob("*.npz"))
     assert len(trajs) == 2 and Trajectory.load_npz(trajs[0]).boxes_xyxy.shape[2] == 8
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(SystemExit):
-        main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "broken.jpg"), "--out", str(out)])
+    images = json.loads((out / "images.json").read_text())
+    assert images["categories"][0] == {"id": 1, "name": tiny_model.cfg.class_names[0]}  # documented 1-based ids
+    assert {r["category_id"] for r in results} <= set(range(1, tiny_model.cfg.num_classes + 1))
 
 
 def test_nms_runs_on_unclipped_boxes_before_clipping():
@@ -230,3 +230,112 @@ def test_sampler_flags_on_the_command_line(tmp_path, tiny_model, rgb_image):
     (path,) = (out / "trajectories").glob("*.json")
     settings = json.loads(path.read_text())["settings"]
     assert settings["agnostic_nms"] is True and settings["ensemble_last_step"] is False
+
+
+def test_predict_skips_bad_files_names_them_and_writes_the_rest(tmp_path, tiny_model, rgb_image, capsys):
+    import cv2
+
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    good = tmp_path / "good.jpg"
+    cv2.imwrite(str(good), rgb_image[:, :, ::-1])
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:300])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(ckpt), "--steps", "1", "--proposals", "8", "--score-threshold", "0",
+            "--trajectory", "none", "--out", str(out), "--images", str(good), str(good), str(truncated), str(text),
+            str(good)]
+    assert main(args) == 1  # some images failed
+    err = capsys.readouterr().err
+    assert f"skipped {truncated}: " in err and "corrupt or truncated" in err
+    assert f"skipped {text}: " in err and "not an image" in err and "BytesIO" not in err
+    results = json.loads((out / "detections.json").read_text())
+    info = json.loads((out / "images.json").read_text())
+    assert [im["id"] for im in info["images"]] == [0, 1, 4]  # the fifth file ran after the bad ones
+    assert {r["image_id"] for r in results} <= {0, 1, 4}
+    assert [f["file_name"] for f in info["failed"]] == [str(truncated), str(text)]
+    # --fail-fast stops at the first bad file; what was read before it is still written.
+    assert main(args + ["--fail-fast"]) == 1
+    assert [im["id"] for im in json.loads((out / "images.json").read_text())["images"]] == [0, 1]
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--proposals", "-3"), ("--eta", "1.5"),
+                                         ("--heatmap-init", "nan"), ("--score-threshold", "2"),
+                                         ("--batch-size", "0"), ("--seed", "-1"), ("--steps", "two")])
+def test_predict_numeric_arguments_are_range_checked(tmp_path, flag, value, capsys):
+    from diffdet.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--images", "x.jpg", "--out", str(tmp_path), flag, value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and f"argument {flag}" in err, err
+
+
+def test_results_carry_the_ids_of_the_users_coco_ground_truth(tmp_path, tiny_model, rgb_image):
+    import cv2
+
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    names = tiny_model.cfg.class_names
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), rgb_image[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "img" / "b.png"), rgb_image[::-1, :, ::-1])
+    # Ids and order unlike the model's: categories sorted by name, ids from 101; images with ids 40 and 17.
+    categories = [{"id": 101 + i, "name": n} for i, n in enumerate(sorted(names))]
+    cat_of = {c["name"]: c["id"] for c in categories}
+    gt = {"images": [{"id": 40, "file_name": "a.png", "height": 48, "width": 72},
+                     {"id": 17, "file_name": "b.png", "height": 48, "width": 72}],
+          "categories": categories,
+          "annotations": [{"id": 1, "image_id": 40, "category_id": cat_of[names[0]], "bbox": [5, 5, 30, 20],
+                           "area": 600, "iscrowd": 0},
+                          {"id": 2, "image_id": 17, "category_id": cat_of[names[3]], "bbox": [30, 10, 20, 30],
+                           "area": 600, "iscrowd": 0}]}
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "img" / "a.png"),
+                 str(tmp_path / "img" / "b.png"), "--steps", "1", "--proposals", "16", "--score-threshold", "0",
+                 "--trajectory", "none", "--coco-gt", str(gt_path), "--out", str(out)])
+    assert code == 0
+    info = json.loads((out / "images.json").read_text())
+    assert [im["id"] for im in info["images"]] == [40, 17] and info["categories"] == categories
+    results = json.loads((out / "detections.json").read_text())
+    assert {r["image_id"] for r in results} <= {40, 17}
+    assert {r["category_id"] for r in results} <= set(cat_of.values())
+    # The scoring against pycocotools run on the files themselves is in test_evaluate (a trained model).
+    # An image the ground truth does not list is named and skipped.
+    cv2.imwrite(str(tmp_path / "img" / "c.png"), rgb_image[:, :, ::-1])
+    code = main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "img" / "c.png"), "--steps", "1",
+                 "--trajectory", "none", "--coco-gt", str(gt_path), "--out", str(out)])
+    assert code == 1
+
+
+def test_extreme_aspect_images_run_on_the_cli_as_in_the_app(tmp_path, tiny_model):
+    """A 4000x60 strip and a 1x1 image: the model resizes and pads them, so both entry points accept them."""
+    from PIL import Image
+
+    from app.inputs import load_image
+    from diffdet.__main__ import main
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    rng = np.random.default_rng(0)
+    strip, dot = tmp_path / "strip.png", tmp_path / "dot.png"
+    Image.fromarray(rng.integers(0, 256, (60, 4000, 3), dtype=np.uint8)).save(strip)
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(dot)
+    assert load_image(strip).shape == (60, 4000, 3) and load_image(dot).shape == (1, 1, 3)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), "--images", str(strip), str(dot), "--steps", "1",
+                 "--score-threshold", "0", "--trajectory", "none", "--out", str(out)]) == 0
+    info = json.loads((out / "images.json").read_text())
+    assert [(im["height"], im["width"]) for im in info["images"]] == [(60, 4000), (1, 1)]
+    for r in json.loads((out / "detections.json").read_text()):
+        x, y, w, h = r["bbox"]
+        size = info["images"][r["image_id"]]
+        assert 0 <= x and x + w <= size["width"] + 0.01 and 0 <= y and y + h <= size["height"] + 0.01

@@ -165,3 +165,19 @@ def test_dynamic_conv_chunks_give_the_same_result(tiny_cfg, monkeypatch):
     monkeypatch.setattr(DynamicConv, "chunk_above", 8)
     monkeypatch.setattr(DynamicConv, "chunk_boxes", 5)
     torch.testing.assert_close(layer(boxes, roi), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_non_finite_weights_say_so_instead_of_an_index_error(tiny_cfg, rgb_image):
+    from diffdet.head import NonFiniteError
+    from diffdet.inference import sample
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    with torch.no_grad():
+        model.head.head_series[0].bboxes_delta.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="the model produces non-finite boxes: 16 of 16 boxes from head stage 0"):
+        sample(model, [rgb_image])
+    features = model.features(model.preprocess([torch.zeros(3, 64, 64)])[0])
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [float("nan"), 0.0, 5.0, 5.0]]])
+    with pytest.raises(NonFiniteError, match="1 of 2 boxes from the input boxes"):
+        model(features, boxes, torch.zeros(1, dtype=torch.int64))

@@ -84,3 +84,116 @@ def test_bad_data_is_a_clear_cli_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
     assert exc.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+TINY_FLAGS = ["--config", "tiny", "--no-pretrained", "--workers", "0", "--num-stages", "2", "--num-proposals", "16",
+              "--dim-feedforward", "64", "--min-size-train", "64", "--max-size-train", "96", "--min-size-test", "64",
+              "--max-size-test", "96", "--warmup-iters", "0", "--crop-prob", "0", "--batch", "2"]
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """The issue's finding: `train --lr 1.0` used to die with an IndexError in the RoI pooler after writing a
+    checkpoint with NaN tensors."""
+    from diffdet.__main__ import main
+    from diffdet.weights import non_finite_tensors, read_metadata
+
+    data = write_shapes_dataset(tmp_path, num_train=4)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *TINY_FLAGS, "--data", str(data), "--out", str(run), "--lr", "1.0", "--iters", "40",
+              "--checkpoint-every", "2", "--eval-every", "0"])
+    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("error: ")]
+    assert exc.value.code == 1 and len(err) == 1, err
+    message = err[0]
+    assert "training diverged at iteration" in message and "non-finite" in message
+    assert all(f"{term}=" in message for term in ("loss_total", "loss_ce", "loss_bbox", "loss_giou"))
+    assert "IndexError" not in message and "{k:" not in message  # no f-string source, no pooler crash
+    kept = int(message.split("last good checkpoint (iteration ")[1].split(")")[0])
+    assert kept >= 2 and read_metadata(run / "model.safetensors")["iteration"] == str(kept)
+    model = load_checkpoint(run / "model.safetensors")  # finite, so it loads
+    assert non_finite_tensors(model.state_dict()) == []
+    assert non_finite_tensors(torch.load(run / "last.pt", weights_only=True)["model"]) == []
+
+
+def test_a_non_finite_loss_names_the_iteration_and_every_term(tmp_path, tiny_cfg, monkeypatch):
+    from diffdet.criterion import SetCriterion
+    from diffdet.train import TrainingDiverged
+
+    data = write_shapes_dataset(tmp_path, num_train=4)
+    calls = {"n": 0}
+    total_loss = SetCriterion.total_loss
+
+    def poisoned(self, losses):
+        calls["n"] += 1
+        loss = total_loss(self, losses)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(SetCriterion, "total_loss", poisoned)
+    cfg = small_cfg(tiny_cfg, max_iter=10, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged) as info:
+        train(cfg, TrainOptions(data=str(data), out=str(tmp_path / "run"), pretrained=False, workers=0, log_every=1))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("training diverged at iteration 3: the loss is not finite")
+    assert "loss_total=nan" in message and "loss_ce=" in message and "loss_heatmap=" in message
+    assert "last good checkpoint (iteration 2) is kept" in message
+    assert load_checkpoint(tmp_path / "run" / "model.safetensors") is not None
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "-1"), ("--checkpoint-every", "0"), ("--crop-prob", "2"),
+                                         ("--nms-iou", "nan"), ("--min-size-train", "0"), ("--iters", "0"),
+                                         ("--workers", "-2"), ("--num-stages", "x")])
+def test_numeric_arguments_are_range_checked_in_one_line(tmp_path, capsys, flag, value):
+    from diffdet.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and f"argument {flag}" in err[0], err
+
+
+def shapes_as_coco(folder, split, class_order):
+    """The shapes dataset's ``split`` as a COCO file with categories in ``class_order`` (ids 1..K)."""
+    entries = json.loads((folder / f"{split}.json").read_text())
+    cat_of = {name: i + 1 for i, name in enumerate(class_order)}
+    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for n, i in cat_of.items()]}
+    for k, (rel, objects) in enumerate(entries):
+        coco["images"].append({"id": k + 1, "file_name": rel})
+        for obj in objects:
+            x1, y1, x2, y2 = obj["xyxy"]
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": k + 1, "iscrowd": 0,
+                                        "category_id": cat_of[obj["name"]], "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    path = folder / f"{split}_coco.json"
+    path.write_text(json.dumps(coco))
+    return f"{path}:{folder}"
+
+
+def test_coco_training_and_its_evaluation_match_classes_by_name(tmp_path, tiny_cfg):
+    from diffdet.config import PROPS_CLASSES
+    from diffdet.model import build_model
+    from diffdet.train import training_class_names
+    from diffdet.weights import save_checkpoint
+
+    folder = write_shapes_dataset(tmp_path, num_train=4)
+    alphabetical = sorted(PROPS_CLASSES)
+    train_data = shapes_as_coco(folder, "train", alphabetical)
+    val_data = shapes_as_coco(folder, "val", alphabetical)
+    # The file's names are all PROPS classes: the preset's order is kept, labels are mapped by name.
+    assert training_class_names(train_data, PROPS_CLASSES) == PROPS_CLASSES
+    assert training_class_names(train_data, ("a", "b")) == tuple(alphabetical)
+    cfg = small_cfg(tiny_cfg, max_iter=2, checkpoint_every=2, eval_every=2)
+    run = train(cfg, TrainOptions(data=train_data, val_data=val_data, data_format="coco", out=str(tmp_path / "run"),
+                                  pretrained=False, workers=0, log_every=1))
+    assert load_checkpoint(run / "model.safetensors").cfg.class_names == PROPS_CLASSES
+    per_class = [r for r in read_metrics(run) if "eval" in r][-1]["eval"]["per_class"]
+    assert list(per_class) == list(PROPS_CLASSES)
+    # --init takes the checkpoint's class names (never guessed from a count); a dataset name it lacks is refused.
+    torch.manual_seed(0)
+    reordered = tiny_cfg.replace(class_names=tuple(reversed(PROPS_CLASSES)))
+    save_checkpoint(build_model(reordered), tmp_path / "init.safetensors")
+    run = train(cfg, TrainOptions(data=train_data, val_data=val_data, data_format="coco", out=str(tmp_path / "init"),
+                                  init=str(tmp_path / "init.safetensors"), workers=0, log_every=1))
+    assert load_checkpoint(run / "model.safetensors").cfg.class_names == reordered.class_names
+    save_checkpoint(build_model(tiny_cfg.replace(class_names=("mug", "bowl"))), tmp_path / "two.safetensors")
+    with pytest.raises(ValueError, match=r"not among the model's classes.*model classes: \['mug', 'bowl'\]"):
+        train(cfg, TrainOptions(data=train_data, data_format="coco", out=str(tmp_path / "two"),
+                                init=str(tmp_path / "two.safetensors"), workers=0))

@@ -183,3 +183,25 @@ def test_converter_needs_class_names_it_cannot_know(tmp_path, reference_file, ca
         out = tmp_path / "seven.safetensors"
         assert main(["convert", str(seven), str(out), "--class-names", *given]) == 0
         assert load_checkpoint(out).cfg.class_names == tuple(names)
+
+
+def test_non_finite_checkpoints_are_never_written_nor_loaded(tmp_path, tiny_cfg):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    with torch.no_grad():
+        model.head.head_series[0].class_logits.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"refusing to write .*1 tensor\(s\) hold NaN or infinite values.*class_logits"):
+        save_checkpoint(model, tmp_path / "nan.safetensors")
+    assert not (tmp_path / "nan.safetensors").exists() and not list(tmp_path.glob("*.tmp"))
+    # A value beyond float16's range would become inf in an fp16 file: refused as well.
+    with torch.no_grad():
+        model.head.head_series[0].class_logits.weight[0, 0] = 1e6
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        save_checkpoint(model, tmp_path / "big.safetensors", dtype=torch.float16)
+    # A file written by other means (here: safetensors directly) with inf inside is refused on load, by name.
+    save_checkpoint(model, tmp_path / "ok.safetensors")
+    state = load_file(str(tmp_path / "ok.safetensors"))
+    state["head.head_series.0.class_logits.weight"][1, 1] = float("inf")
+    save_file(state, str(tmp_path / "inf.safetensors"), metadata=read_metadata(tmp_path / "ok.safetensors"))
+    with pytest.raises(ValueError, match=r"inf.safetensors is unusable: 1 tensor\(s\) hold NaN or infinite values"):
+        load_checkpoint(tmp_path / "inf.safetensors")
