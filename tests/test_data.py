@@ -245,19 +245,29 @@ def test_photometric_augmentation_changes_pixels_not_boxes(tmp_path: Path) -> No
         assert torch.equal(again, im_photo)  # reproducible per key, as every augmentation
 
 
-def test_low_resolution_removes_fine_detail() -> None:
+def test_each_photometric_degradation_keeps_boxes_and_size() -> None:
     from torchvision import tv_tensors
 
-    from diffdet.data import RandomLowResolution
+    from diffdet.data import PhotometricAugment
 
-    image = tv_tensors.Image(torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8))
+    rng = torch.Generator().manual_seed(0)
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=rng))
     boxes = tv_tensors.BoundingBoxes(torch.tensor([[5.0, 5, 30, 40]]), format="XYXY", canvas_size=(60, 80))
-    out_image, out_boxes = RandomLowResolution(0.4, 0.4)(image, boxes)
-    assert out_image.shape == image.shape and torch.equal(out_boxes, boxes)
+    augment = PhotometricAugment(1.0)
     detail = lambda im: im.float().diff(dim=-1).abs().mean()  # noqa: E731
-    assert detail(out_image) < 0.6 * detail(image)
-    with pytest.raises(ValueError, match="min_factor"):
-        RandomLowResolution(0.0, 0.5)
+    none = {"colour": None, "blur": None, "low_res": None, "jpeg": None}
+    assert torch.equal(augment.transform(image, none), image)
+    for key, value in (("colour", (1.3, 1.0, 1.0)), ("blur", 1.5), ("low_res", 0.4), ("jpeg", 30)):
+        out = augment.transform(image, {**none, key: value})
+        assert isinstance(out, tv_tensors.Image) and out.dtype == torch.uint8 and out.shape == image.shape
+        if key == "colour":
+            assert out.float().mean() > image.float().mean() + 5  # brighter
+        else:
+            assert detail(out) < 0.8 * detail(image)  # fine detail removed
+    out_image, out_boxes = augment(image, boxes)
+    assert torch.equal(out_boxes, boxes)
+    with pytest.raises(ValueError, match="prob"):
+        PhotometricAugment(1.5)
 
 
 def test_augmentation_is_reproducible_per_key(tmp_path: Path) -> None:
