@@ -6,26 +6,13 @@ IoU comes from ``torchvision.ops.box_iou`` and AP from the core's pycocotools wr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from torchvision.ops import box_iou
 
-from diffdet.evaluate import coco_evaluate
+from diffdet.evaluate import MATCH_IOU, Matching, coco_evaluate, iou_matrix, match_detections  # noqa: F401 (re-exported for the views)
 from diffdet.inference import coco_results, default_categories
 from diffdet.trajectory import Trajectory
-
-MATCH_IOU = 0.5  # the PASCAL / COCO AP50 criterion used for the TP/FP/FN colouring
-
-
-def iou_matrix(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(M, 4), (G, 4) pixel boxes -> (M, G) IoU."""
-    a = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
-    b = torch.as_tensor(np.asarray(gt_boxes_xyxy, np.float32).reshape(-1, 4))
-    return box_iou(a, b).numpy()
-
 
 def best_iou(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray | None:
     """Each box's IoU with its best-overlapping ground-truth box of any class (M,); None without ground truth."""
@@ -34,50 +21,6 @@ def best_iou(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray | 
     if len(boxes_xyxy) == 0:
         return np.zeros(0, np.float32)
     return iou_matrix(boxes_xyxy, gt_boxes_xyxy).max(axis=1)
-
-
-@dataclass
-class Matching:
-    """Greedy, score-ordered, same-class matching at ``MATCH_IOU`` (as pycocotools does at one threshold).
-
-    status (M,) "TP" / "FP"; matched_gt (M,) index of the ground-truth box or -1; gt_matched (G,) bool.
-    """
-
-    status: np.ndarray
-    matched_gt: np.ndarray
-    gt_matched: np.ndarray
-
-    @property
-    def tp(self) -> int:
-        return int((self.status == "TP").sum())
-
-    @property
-    def fp(self) -> int:
-        return int((self.status == "FP").sum())
-
-    @property
-    def fn(self) -> int:
-        return int((~self.gt_matched).sum())
-
-
-def match_detections(
-    boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, gt_boxes_xyxy: np.ndarray,
-    gt_labels: np.ndarray, iou_threshold: float = MATCH_IOU,
-) -> Matching:
-    count, gt_count = len(scores), len(gt_labels)
-    status = np.full(count, "FP", dtype=object)
-    matched_gt = np.full(count, -1, np.int64)
-    gt_matched = np.zeros(gt_count, bool)
-    if count and gt_count:
-        ious = iou_matrix(boxes_xyxy, gt_boxes_xyxy)  # (M, G)
-        same_class = np.asarray(labels)[:, None] == np.asarray(gt_labels)[None, :]
-        ious = np.where(same_class, ious, -1.0)
-        for i in np.argsort(-np.asarray(scores), kind="stable"):
-            candidates = np.where(gt_matched, -1.0, ious[i])
-            j = int(candidates.argmax())
-            if candidates[j] >= iou_threshold:
-                status[i], matched_gt[i], gt_matched[j] = "TP", j, True
-    return Matching(status, matched_gt, gt_matched)
 
 
 def image_ap(traj: Trajectory, gt_boxes_xyxy: np.ndarray, gt_labels: np.ndarray,

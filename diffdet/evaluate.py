@@ -13,12 +13,14 @@ import contextlib
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
 
 from diffdet.data import Sample
 
@@ -176,12 +178,109 @@ def format_table(results: Mapping[str, Any], precision: int = 2) -> str:
     return "\n".join(lines)
 
 
-def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, batch_size: int = 4,
-                   progress: bool = False) -> dict[str, Any]:
-    """AP of a model on a DatasetSplit, detections from the project's one inference API (``diffdet.inference``).
+# ---------------------------------------------------------------------------------------------- operating point
 
-    Images are read at their own size (the sampler resizes them), run in batches of ``batch_size`` with the same
-    seed each, and scored by ``coco_evaluate`` against the split's ground truth.
+MATCH_IOU = 0.5  # the PASCAL / COCO AP50 criterion: TP/FP/FN at one operating point
+
+
+def iou_matrix(boxes_xyxy: np.ndarray, gt_boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(M, 4), (G, 4) pixel boxes -> (M, G) IoU."""
+    a = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(gt_boxes_xyxy, np.float32).reshape(-1, 4))
+    return box_iou(a, b).numpy()
+
+
+@dataclass
+class Matching:
+    """Greedy, score-ordered, same-class matching at ``MATCH_IOU`` (as pycocotools does at one threshold).
+
+    status (M,) "TP" / "FP"; matched_gt (M,) index of the ground-truth box or -1; gt_matched (G,) bool.
+    """
+
+    status: np.ndarray
+    matched_gt: np.ndarray
+    gt_matched: np.ndarray
+
+    @property
+    def tp(self) -> int:
+        return int((self.status == "TP").sum())
+
+    @property
+    def fp(self) -> int:
+        return int((self.status == "FP").sum())
+
+    @property
+    def fn(self) -> int:
+        return int((~self.gt_matched).sum())
+
+
+def match_detections(
+    boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, gt_boxes_xyxy: np.ndarray,
+    gt_labels: np.ndarray, iou_threshold: float = MATCH_IOU,
+) -> Matching:
+    count, gt_count = len(scores), len(gt_labels)
+    status = np.full(count, "FP", dtype=object)
+    matched_gt = np.full(count, -1, np.int64)
+    gt_matched = np.zeros(gt_count, bool)
+    if count and gt_count:
+        ious = iou_matrix(boxes_xyxy, gt_boxes_xyxy)  # (M, G)
+        same_class = np.asarray(labels)[:, None] == np.asarray(gt_labels)[None, :]
+        ious = np.where(same_class, ious, -1.0)
+        for i in np.argsort(-np.asarray(scores), kind="stable"):
+            candidates = np.where(gt_matched, -1.0, ious[i])
+            j = int(candidates.argmax())
+            if candidates[j] >= iou_threshold:
+                status[i], matched_gt[i], gt_matched[j] = "TP", j, True
+    return Matching(status, matched_gt, gt_matched)
+
+
+def operating_point(detections: Sequence[Mapping[str, Any]], ground_truth: Sequence[Sample | Mapping[str, Any]],
+                    score_threshold: float = 0.3, iou_threshold: float = MATCH_IOU) -> dict[str, Any]:
+    """What a user sees at one score threshold, over a data set: the detections scoring >= ``score_threshold``
+    matched to the ground truth by ``match_detections`` (same class, IoU >= ``iou_threshold``, greedy by score).
+
+    detections: per image {"image_id", "boxes_xyxy" (M, 4), "scores" (M,), "labels" (M,)}; ground_truth: Samples or
+    mappings with "image_id", "boxes_xyxy", "labels" (crowd regions are not counted here).
+    Returns {"recall": class-aware share of ground-truth boxes found, "recall_any_class": share hit by a kept box of
+    any class, "precision": share of kept boxes that are TP, "confusions": kept boxes that are FP by class but hit
+    an object of another class, "background": kept boxes that hit no object, "detections": kept boxes, "objects":
+    ground-truth boxes, "per_class_recall": {class index: recall}}, shares in percent (None when undefined).
+    """
+    by_id = {int(d["image_id"]): d for d in detections}
+    tp = kept = objects = hit_any = confusions = background = 0
+    found: dict[int, list[int]] = {}
+    for item in ground_truth:
+        gt = _gt_fields(item)
+        image_id = gt["image_id"]
+        gt_boxes = np.asarray(gt["boxes"], np.float64).reshape(-1, 4)
+        gt_labels = np.asarray(gt["labels"], np.int64).reshape(-1)
+        det = by_id.get(int(image_id), {"boxes_xyxy": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)})
+        scores = np.asarray(det["scores"], np.float64).reshape(-1)
+        keep = scores >= score_threshold
+        boxes = np.asarray(det["boxes_xyxy"], np.float64).reshape(-1, 4)[keep]
+        labels = np.asarray(det["labels"]).reshape(-1)[keep]
+        matching = match_detections(boxes, scores[keep], labels, gt_boxes, gt_labels, iou_threshold)
+        ious = iou_matrix(boxes, gt_boxes) if len(boxes) and len(gt_boxes) else np.zeros((len(boxes), len(gt_boxes)))
+        tp, kept, objects = tp + matching.tp, kept + len(boxes), objects + len(gt_boxes)
+        hit_any += int((ious >= iou_threshold).any(axis=0).sum())
+        on_object = (ious >= iou_threshold).any(axis=1)
+        confusions += int(((matching.status == "FP") & on_object).sum())
+        background += int((~on_object).sum())
+        for label, was_found in zip(np.asarray(gt_labels).tolist(), matching.gt_matched.tolist()):
+            found.setdefault(int(label), []).append(int(was_found))
+    share = lambda a, b: round(100.0 * a / b, 2) if b else None  # noqa: E731
+    return {"recall": share(tp, objects), "recall_any_class": share(hit_any, objects), "precision": share(tp, kept),
+            "confusions": confusions, "background": background, "detections": kept, "objects": objects,
+            "per_class_recall": {c: share(sum(v), len(v)) for c, v in sorted(found.items())}}
+
+
+def detect_split(model: Any, split: Any, options: Any = None, seed: int = 0, batch_size: int = 4,
+                 progress: bool = False) -> list[dict[str, Any]]:
+    """Detections of a model on every image of a DatasetSplit, from the project's one inference API
+    (``diffdet.inference``): per image {"image_id", "boxes_xyxy" (M, 4) pixels, "scores" (M,), "labels" (M,)}.
+
+    Images are read at their own size by the project's one image reader (the sampler resizes them) and run in
+    batches of ``batch_size``, each image with its own noise seeded by ``seed``.
     """
     from tqdm import tqdm
 
@@ -198,7 +297,14 @@ def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, b
             det = traj.detections
             detections.append({"image_id": s.image_id, "boxes_xyxy": det.boxes_xyxy, "scores": det.scores,
                                "labels": det.labels})
-    return coco_evaluate(detections, samples, split.class_names)
+    return detections
+
+
+def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, batch_size: int = 4,
+                   progress: bool = False) -> dict[str, Any]:
+    """pycocotools AP of a model on a DatasetSplit: ``coco_evaluate`` of ``detect_split``'s detections."""
+    return coco_evaluate(detect_split(model, split, options, seed, batch_size, progress), split.samples,
+                         split.class_names)
 
 
 def cli(argv: list[str]) -> int:

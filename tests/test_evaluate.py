@@ -222,3 +222,22 @@ def test_example_scenes_score_the_same_in_props_and_alphabetical_coco_form(tmp_p
         evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
     # The results file rounds boxes to 0.01 px and scores to 1e-5: the same AP up to that rounding.
     assert 100 * evaluator.stats[0] == pytest.approx(aps["props"]["AP"], abs=0.2)
+
+
+def test_operating_point_counts_what_a_user_sees_at_a_score_threshold():
+    from diffdet.evaluate import operating_point
+
+    gt = [{"image_id": 0, "size_hw": (100, 100), "boxes_xyxy": np.array([[0, 0, 40, 40], [50, 50, 90, 90.0]]),
+           "labels": np.array([0, 1])},
+          {"image_id": 1, "size_hw": (100, 100), "boxes_xyxy": np.array([[10, 10, 30, 30.0]]), "labels": np.array([2])}]
+    dets = [{"image_id": 0, "boxes_xyxy": np.array([[1, 1, 40, 40], [50, 50, 90, 90], [60, 0, 99, 30.0]]),
+             "scores": np.array([0.9, 0.8, 0.6]), "labels": np.array([0, 0, 1])},   # TP, wrong class, background
+            {"image_id": 1, "boxes_xyxy": np.array([[10, 10, 30, 30.0]]), "scores": np.array([0.2]),
+             "labels": np.array([2])}]                                              # right, but below the threshold
+    point = operating_point(dets, gt, score_threshold=0.3)
+    assert point["detections"] == 3 and point["objects"] == 3
+    assert point["recall"] == pytest.approx(100 / 3, abs=0.01) and point["recall_any_class"] == pytest.approx(200 / 3, abs=0.01)
+    assert point["precision"] == pytest.approx(100 / 3, abs=0.01)
+    assert point["confusions"] == 1 and point["background"] == 1
+    assert point["per_class_recall"] == {0: 100.0, 1: 0.0, 2: 0.0}
+    assert operating_point(dets, gt, score_threshold=0.1)["recall"] == pytest.approx(200 / 3, abs=0.01)

@@ -14,7 +14,7 @@ from conftest import write_shapes_dataset
 
 def small_cfg(tiny_cfg, **overrides):
     base = dict(batch_size=2, lr=1e-3, warmup_iters=0, lr_steps=(), max_iter=30, checkpoint_every=10,
-                eval_every=1000, crop_prob=0.0)
+                eval_every=1000, crop_prob=0.0, photometric_prob=0.0)
     base.update(overrides)
     return tiny_cfg.replace(**base)
 
@@ -30,15 +30,42 @@ def test_lr_schedule(tiny_cfg):
     assert lr_factor(10, cfg) == 1.0 and lr_factor(25, cfg) == pytest.approx(0.1) and lr_factor(30, cfg) == pytest.approx(0.01)
 
 
-def test_a_few_dozen_iterations_drive_the_loss_down(tmp_path, tiny_cfg):
+def fixed_noise_loss(model, dataset, draws: int = 6) -> float:
+    """Training loss of ``model`` on every image of ``dataset`` under fixed timesteps and noise (mean of ``draws``
+    draws). A training loss logged per iteration mixes in a new random timestep and noise each time, which is
+    what made a threshold on it fragile; with the randomness fixed, before and after compare the model alone."""
+    from diffdet.criterion import SetCriterion
+    from diffdet.train import TrainingStep
+
+    items = [dataset[i] for i in range(len(dataset))]
+    images, targets = [im for im, _ in items], [t for _, t in items]
+    criterion = SetCriterion(model.cfg)
+    model.train()
+    with torch.no_grad():
+        values = [float(criterion.total_loss(criterion(TrainingStep(model)(images, targets,
+                                                                           torch.Generator().manual_seed(1000 + k)),
+                                                         targets)))
+                  for k in range(draws)]
+    return sum(values) / draws
+
+
+def test_a_few_dozen_iterations_learn_the_training_images(tmp_path, tiny_cfg):
+    from diffdet.data import DetectionDataset, load_props
+    from diffdet.model import build_model
+
     data = write_shapes_dataset(tmp_path, num_train=4)
     cfg = small_cfg(tiny_cfg, max_iter=40, eval_every=40)
+    split = load_props(data, "train")
+    images = DetectionDataset(split.samples, split.class_names, train=False, cfg=cfg)
+    torch.manual_seed(0)  # the initial weights that train() builds with seed 0
+    before = fixed_noise_loss(build_model(cfg), images)
     run = train(cfg, TrainOptions(data=str(data), out=str(tmp_path / "run"), pretrained=False, workers=0, log_every=1))
     rows = [r for r in read_metrics(run) if "loss_total" in r]
     assert len(rows) == 40 and all(k in rows[0] for k in ("loss_ce", "loss_bbox", "loss_giou", "loss_heatmap", "lr"))
-    first = sum(r["loss_total"] for r in rows[:5]) / 5
-    last = sum(r["loss_total"] for r in rows[-5:]) / 5
-    assert last < 0.7 * first, (first, last)
+    after = fixed_noise_loss(load_checkpoint(run / "model.safetensors"), images)
+    # Measured on torch 2.14.1 with three data/initialisation seeds: after / before = 0.36, 0.67, 0.24; a model
+    # that does not learn stays near 1. The margin covers run-to-run numerics of other versions and thread counts.
+    assert after < 0.8 * before, (before, after)
     evals = [r for r in read_metrics(run) if "eval" in r]
     assert evals and evals[-1]["iter"] == 40 and "AP50" in evals[-1]["eval"] and "per_class" in evals[-1]["eval"]
     assert load_checkpoint(run / "model.safetensors").cfg == cfg
