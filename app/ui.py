@@ -1,4 +1,5 @@
-"""The Gradio Blocks: layout and event wiring. Every handler lives in ``app.handlers.Explorer``.
+"""The Gradio Blocks: layout and event wiring only. The handlers live with their views in ``app.views.*``, mixed
+into ``app.explorer.Explorer``.
 
 Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``):
     /predict          image, checkpoint, steps, seed, proposals, eta, heatmap ratio, score threshold
@@ -18,7 +19,8 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, Explorer
+from app.controls import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS
+from app.explorer import Explorer
 from app.inputs import MAX_CHECKPOINT_BYTES, MAX_IMAGE_BYTES, InputError
 
 WALKTHROUGH = (Path(__file__).parent / "walkthrough.md").read_text(encoding="utf-8")

@@ -58,7 +58,7 @@ def ms(seconds: float) -> str:
 
 
 def ensure_checkpoint(checkpoint_dir: Path) -> tuple[Path, str]:
-    from app.handlers import DEFAULT_CHECKPOINT
+    from app.controls import DEFAULT_CHECKPOINT
     from app.inputs import list_checkpoints
 
     names = list_checkpoints(checkpoint_dir)
@@ -119,7 +119,8 @@ def start_server(checkpoint_dir: Path, examples_dir: Path) -> tuple[subprocess.P
 def bench_in_process(checkpoint_dir: Path, name: str, example: Path, repeats: int) -> None:
     import numpy as np
 
-    from app.handlers import MAX_CLASSES_OPTION, Explorer
+    from app.controls import MAX_CLASSES_OPTION
+    from app.explorer import Explorer
     from app.inputs import load_image
     from diffdet.inference import SamplerOptions
     from app.runner import MODELS

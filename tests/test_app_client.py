@@ -10,7 +10,7 @@ import pytest
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.handlers import MAX_CLASSES_OPTION
+from app.controls import MAX_CLASSES_OPTION
 from diffdet.config import TINY
 
 gradio_client = pytest.importorskip("gradio_client")

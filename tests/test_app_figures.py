@@ -1,4 +1,4 @@
-"""app.figures on hand-made trajectories: structure, client-side slider, validity against Plotly's schema."""
+"""The views' figure builders (app.plotting, app.views.*) on hand-made trajectories: structure, client-side slider, validity against Plotly's schema."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,14 @@ import pytest
 import torch
 
 import test_app_support as support
-from app import figures as F
+from app import plotting as P
+from app.views import compare, denoising, heatmap, results, target as target_view, training
 from diffdet.heatmap import gaussian_radius, synthesize_heatmap
 
 
 @pytest.fixture(scope="module")
-def image() -> F.ImageSource:
-    return F.ImageSource.from_array(support.make_image())
+def image() -> P.ImageSource:
+    return P.ImageSource.from_array(support.make_image())
 
 
 GT = np.array([[20, 16, 60, 56], [70, 30, 118, 86]], np.float32)
@@ -27,24 +28,24 @@ def shown(fig) -> list[list[dict]]:
 
 def test_image_source_is_a_jpeg_data_uri_in_original_pixels() -> None:
     big = np.zeros((1000, 3000, 3), np.uint8)
-    source = F.ImageSource.from_array(big, max_side=1500)
+    source = P.ImageSource.from_array(big, max_side=1500)
     assert source.uri.startswith("data:image/jpeg;base64,")
     assert (source.width, source.height) == (3000, 1000) and source.scale == pytest.approx(2.0)
     trace = source.trace()
     assert trace["type"] == "image" and trace["dx"] == pytest.approx(2.0) and "z" not in trace
     with pytest.raises(ValueError):
-        F.ImageSource.from_array(np.zeros((4, 4), np.uint8))
+        P.ImageSource.from_array(np.zeros((4, 4), np.uint8))
 
 
 def test_rect_path_separates_boxes_with_gaps() -> None:
-    xs, ys = F.rect_path(np.array([[0, 1, 2, 3], [4, 5, 6, 7]]))
+    xs, ys = P.rect_path(np.array([[0, 1, 2, 3], [4, 5, 6, 7]]))
     assert xs.shape == (12,) and np.isnan(xs[5]) and np.isnan(ys[11])
     assert xs[:5].tolist() == [0, 2, 2, 0, 0] and ys[:5].tolist() == [1, 1, 3, 3, 1]
 
 
 def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(image) -> None:
     traj = support.make_trajectory(steps=3, stages=2)
-    fig = F.validate_figure(F.denoise_figure(traj, image, gt_boxes=GT))
+    fig = P.validate_figure(denoising.denoise_figure(traj, image, gt_boxes=GT))
     slider = fig.layout.sliders[0]
     assert len(slider.steps) == 2 * 3 + 1 and slider.active == 6
     assert [s.label for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
@@ -74,21 +75,21 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
 
 def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None:
     traj = support.make_trajectory(steps=2, stages=2)
-    fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0))
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(score_threshold=0.0))
     positions = shown(fig)
     # 1·in: the boxes fed to step 1, drawn in grey, with one hover point per proposal.
     inputs = [t for t in positions[0] if t["name"] == "inputs"][0]
     assert len(inputs["customdata"]) == traj.boxes_in_xyxy.shape[1]
-    np.testing.assert_allclose(inputs["x"], F.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(inputs["x"], P.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
     assert not [t for t in positions[0] if t["name"] in traj.class_names]
     # 2·out: step 2's last-stage boxes, by class; the hover points sit at their centres, renewal marks are gone
     # (nothing is renewed after the last step) and nothing of 1·out's hover survives.
     hover = [t for t in positions[3] if t["name"] == "boxes"][0]
-    np.testing.assert_allclose(hover["x"], F.box_centres(traj.boxes_xyxy[1, -1])[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(hover["x"], P.box_centres(traj.boxes_xyxy[1, -1])[:, 0], rtol=1e-6)
     assert "step 2/2" in hover["hovertemplate"] and "x-thin-open" not in hover["marker"]["symbol"]
     drawn = [t for t in positions[3] if t.get("mode") == "lines" and t["name"] in traj.class_names]
     xs = np.concatenate([np.asarray(t["x"], np.float64) for t in drawn])
-    assert np.isfinite(xs).sum() == 5 * traj.boxes_xyxy.shape[2] - 5 * int((F.opacity_level(traj.scores[1, -1]) == 0).sum())
+    assert np.isfinite(xs).sum() == 5 * traj.boxes_xyxy.shape[2] - 5 * int((P.opacity_level(traj.scores[1, -1]) == 0).sum())
     # final: the detections.
     final = [t for t in positions[-1] if t["name"] == "boxes"][0]
     assert len(final["customdata"]) == len(traj.detections)
@@ -97,7 +98,7 @@ def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None
 def test_denoise_hover_names_class_score_step_stage_box_and_iou(image) -> None:
     traj = support.make_trajectory(steps=2, stages=3)
     ious = {"out0": np.full(12, 0.25), "out1": np.full(12, 0.5), "final": np.full(len(traj.detections), 0.75)}
-    fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0), gt_boxes=GT, gt_ious=ious)
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(score_threshold=0.0), gt_boxes=GT, gt_ious=ious)
     hovers = [t for p in shown(fig) for t in p if t["name"] == "boxes"]
     assert len(hovers) == 3  # step 1 out, step 2 out, final
     step2 = hovers[1]
@@ -110,7 +111,7 @@ def test_denoise_hover_names_class_score_step_stage_box_and_iou(image) -> None:
 def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
     traj = support.make_trajectory(steps=3)
     assert traj.renewed[0].any() and traj.from_heatmap[0].any()
-    positions = shown(F.denoise_figure(traj, image))
+    positions = shown(denoising.denoise_figure(traj, image))
     names = {t["name"] for p in positions for t in p}
     assert {"renewed: fresh noise", "drawn from heatmap peaks", "centre tracks", "low score"} <= names
     hover = [t for t in positions[1] if t["name"] == "boxes"][0]  # step 1's prediction: renewed boxes carry an x
@@ -122,20 +123,20 @@ def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
 
 def test_class_filter_stage_and_toggles(image) -> None:
     traj = support.make_trajectory()
-    fig = F.denoise_figure(traj, image, F.ViewOptions(classes_shown=frozenset({0}), show_labels=False,
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(classes_shown=frozenset({0}), show_labels=False,
                                                       show_scores=False, show_tracks=False))
     traces = [t for p in shown(fig) for t in p]
     box_traces = [t for t in traces if t.get("mode") == "lines" and t["name"] in traj.class_names]
     assert box_traces and all(t["name"] == traj.class_names[0] for t in box_traces)
     assert not [t for t in traces if t["name"] in ("labels", "centre tracks")]
-    first_stage = shown(F.denoise_figure(traj, image, F.ViewOptions(stage=0)))
+    first_stage = shown(denoising.denoise_figure(traj, image, P.ViewOptions(stage=0)))
     assert "stage 1/2" in [t for t in first_stage[1] if t["name"] == "boxes"][0]["hovertemplate"]
 
 
 def test_opacity_follows_score(image) -> None:
-    assert F.opacity_level(np.array([0.0, 0.1, 0.3, 0.6, 0.9])).tolist() == [0, 0, 1, 2, 2]
+    assert P.opacity_level(np.array([0.0, 0.1, 0.3, 0.6, 0.9])).tolist() == [0, 0, 1, 2, 2]
     traj = support.make_trajectory()
-    fig = F.denoise_figure(traj, image)
+    fig = denoising.denoise_figure(traj, image)
     alphas = {float(t["line"]["color"].split(",")[-1].rstrip(")")) for p in shown(fig) for t in p
               if t.get("mode") == "lines" and t["name"] in traj.class_names and t["line"]["color"].startswith("rgba")}
     assert len(alphas) > 1
@@ -145,13 +146,13 @@ def test_unrecorded_trajectory_is_refused(image) -> None:
     traj = support.make_trajectory()
     traj.boxes_xyxy = None
     with pytest.raises(ValueError, match="record"):
-        F.denoise_figure(traj, image)
-    assert "recorded" in json.dumps(F.step_stats_figure(traj, 0.3).to_dict())
+        denoising.denoise_figure(traj, image)
+    assert "recorded" in json.dumps(denoising.step_stats_figure(traj, 0.3).to_dict())
 
 
 def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
     a, b = support.make_trajectory(steps=3), support.make_trajectory(steps=2, seed=1)
-    fig = F.validate_figure(F.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
+    fig = P.validate_figure(compare.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
     assert len(fig.layout.sliders[0].steps) == 7
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
     for traces in shown(fig):
@@ -161,7 +162,7 @@ def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
 
 def test_step_stats(image) -> None:
     traj = support.make_trajectory(steps=3)
-    fig = F.validate_figure(F.step_stats_figure(traj, 0.3))
+    fig = P.validate_figure(denoising.step_stats_figure(traj, 0.3))
     bars = fig.data[0]
     assert list(bars.x) == [1, 2, 3]
     assert list(bars.y) == [(traj.scores[s, -1] >= 0.3).sum() for s in range(3)]
@@ -171,23 +172,23 @@ def test_heatmap_views(image) -> None:
     traj = support.make_trajectory()
     target = np.zeros_like(traj.heatmap)
     target[0, 4, 5] = 1.0
-    side = F.validate_figure(F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, boxes_xyxy=GT))
+    side = P.validate_figure(heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, boxes_xyxy=GT))
     heat = [t for t in side.data if t.type == "heatmap"]
     assert [t.name for t in heat] == ["predicted", "target", "difference"]
     assert heat[0].dx == 8.0 and heat[0].x0 == 4.0
     np.testing.assert_allclose(np.asarray(heat[2].z), (traj.heatmap.max(0) - target.max(0)).round(3), atol=1e-3)
     assert side.layout.xaxis2.matches == "x" and side.layout.xaxis3.matches == "x"
-    one = F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, class_index=1)
+    one = heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, class_index=1)
     np.testing.assert_allclose(np.asarray(one.data[0].z), traj.heatmap[1].round(3), atol=1e-3)
-    overlay = F.validate_figure(F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names,
+    overlay = P.validate_figure(heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names,
                                                  mode="overlay"))
     assert overlay.data[0].type == "image"
     assert [b.label for b in overlay.layout.updatemenus[0].buttons] == ["predicted", "target", "difference"]
     assert overlay.layout.sliders[0].steps[3].args[0] == {"opacity": 0.3}
-    none = F.validate_figure(F.heatmap_figure(None, target, 8.0, image, traj.class_names))
+    none = P.validate_figure(heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names))
     assert "no heatmap head" in json.dumps(none.to_dict())
     with pytest.raises(ValueError):
-        F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="3d")
+        heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="3d")
 
 
 def test_target_figure_draws_radius_circles_and_profile(image) -> None:
@@ -195,7 +196,7 @@ def test_target_figure_draws_radius_circles_and_profile(image) -> None:
     boxes_t = torch.as_tensor(GT)
     target = synthesize_heatmap(boxes_t, torch.as_tensor(labels), 3, (12, 16), 8.0, 1.0, 0.5).numpy()
     radii = gaussian_radius(boxes_t, 8.0, 1.0, 0.5).numpy()
-    fig = F.validate_figure(F.target_figure(image, GT, labels, support.CLASSES, target, 8.0, radii, profile_box=1,
+    fig = P.validate_figure(target_view.target_figure(image, GT, labels, support.CLASSES, target, 8.0, radii, profile_box=1,
                                             min_radius=1.0, rho=0.5))
     circles = [t for t in fig.data if t.name == "gaussian radius"][0]
     xs = np.asarray(circles.x, float)
@@ -210,13 +211,13 @@ def test_target_figure_draws_radius_circles_and_profile(image) -> None:
 
 def test_results_figure_colours_tp_fp_fn(image) -> None:
     boxes = np.array([[20, 16, 60, 56], [0, 0, 10, 10]], np.float32)
-    fig = F.validate_figure(F.results_figure(
+    fig = P.validate_figure(results.results_figure(
         image, boxes, np.array([0.9, 0.8]), np.array([0, 0]), support.CLASSES, status=np.array(["TP", "FP"]),
         best_iou=np.array([1.0, 0.0]), gt_boxes=GT, gt_labels=np.array([0, 2]), gt_matched=np.array([True, False])))
     colours = {t.name: t.line.color for t in fig.data if getattr(t, "mode", None) == "lines" and t.x[0] is not None}
-    assert colours["true positive"] == F.TP_COLOUR and colours["false positive"] == F.FP_COLOUR
-    assert colours["missed"] == F.FN_COLOUR
-    plain = F.validate_figure(F.results_figure(image, boxes, np.array([0.9, 0.8]), np.array([0, 1]),
+    assert colours["true positive"] == P.TP_COLOUR and colours["false positive"] == P.FP_COLOUR
+    assert colours["missed"] == P.FN_COLOUR
+    plain = P.validate_figure(results.results_figure(image, boxes, np.array([0.9, 0.8]), np.array([0, 1]),
                                                support.CLASSES))
     assert {t.name for t in plain.data if getattr(t, "showlegend", False)} == {"master_chef_can", "cracker_box"}
 
@@ -224,14 +225,14 @@ def test_results_figure_colours_tp_fp_fn(image) -> None:
 def test_training_figure() -> None:
     rows = [{"iter": 0, "loss": 2.0, "loss_ce": 1.0, "lr": 1e-4}, {"iter": 100, "loss": 1.0, "loss_ce": 0.5},
             {"iter": 100, "eval": {"AP": 0.4, "AP50": 0.6, "per_class": {"mug": 0.5, "cracker_box": 0.3}}}]
-    fig = F.validate_figure(F.training_figure(rows, title="run"))
+    fig = P.validate_figure(training.training_figure(rows, title="run"))
     names = [t.name for t in fig.data]
     assert {"loss", "loss_ce", "AP", "AP50", "paper R-50, heatmap", "paper R-50, no heatmap"} <= set(names)
     ap = [t for t in fig.data if t.name == "AP"][0]
     assert list(ap.y) == [40.0]  # fractions are shown as percentages
     bars = [t for t in fig.data if t.name == "paper R-50, heatmap"][0]
-    assert list(bars.y) == [F.PAPER_PROPS_AP["mug"][1], F.PAPER_PROPS_AP["cracker_box"][1]]
-    empty = F.training_figure([{"iter": 0, "loss": 1.0}])
+    assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
+    empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())
 
 
@@ -240,9 +241,9 @@ def test_figures_build_fast(image) -> None:
     import time
 
     traj = support.make_trajectory(steps=4, stages=4, proposals=100, classes=tuple(f"c{i}" for i in range(10)))
-    F.denoise_figure(traj, image)
+    denoising.denoise_figure(traj, image)
     start = time.perf_counter()
-    fig = F.denoise_figure(traj, image)
+    fig = denoising.denoise_figure(traj, image)
     text = fig.to_json()
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, elapsed

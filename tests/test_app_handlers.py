@@ -1,4 +1,4 @@
-"""app.handlers called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
+"""The handlers (app.explorer.Explorer and the views' mixins) called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,8 @@ import torch
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.handlers import MAX_CLASSES_OPTION, Display, Explorer, heatmap_grid
+from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid
+from app.explorer import Explorer
 from diffdet.config import TINY
 from diffdet.heatmap import synthesize_heatmap
 from diffdet.trajectory import Trajectory

@@ -252,7 +252,7 @@ def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
 def launched_app(env: AppEnv, name: str):
     """The app launched on a free local port for the tests (its own output folder ``name``); yields
     (demo, explorer) and closes the server afterwards."""
-    from app.handlers import Explorer
+    from app.explorer import Explorer
     from app.ui import build_demo, launch
 
     explorer = Explorer(env.checkpoint_dir, env.examples_dir, output_dir=env.work_dir / name)

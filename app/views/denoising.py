@@ -1,0 +1,479 @@
+"""The denoising view: every DDIM step's boxes over the image, one restyle slider to scrub them in the browser,
+and the per-step statistics below."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+
+from diffdet.trajectory import Trajectory
+
+from app.controls import Display
+from app.evaluation import Matching, best_iou, image_ap, match_detections, stage_ious
+from app.inputs import GroundTruth
+from app.plotting import (
+    FAINT_COLOUR, FRESH_COLOUR, GT_COLOUR, HEATMAP_COLOUR, NOISE_COLOUR, OPACITY_EDGES, OPACITY_LEVELS,
+    RENEW_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
+    label_strings, lines, make_figure, message_figure, opacity_level, rect_path, rgba,
+)
+from app.views.results import results_figure
+
+
+@dataclass(frozen=True)
+class Position:
+    """One slider position: the boxes fed to step ``step`` ("in"), a stage's prediction at it ("out"), or the final
+    detections ("final")."""
+
+    kind: str
+    step: int
+    label: str
+    title: str
+
+
+def positions(traj: Trajectory, stage: int = -1) -> list[Position]:
+    """Slider positions of a recorded trajectory: (in, out) for each of the S steps, then the final detections."""
+    steps = traj.num_steps
+    stage_no = (stage % traj.num_stages) + 1 if traj.num_stages else 0
+    out: list[Position] = []
+    for s, (t, t_next) in enumerate(traj.times):
+        out.append(Position("in", s, f"{s + 1}·in", f"Step {s + 1}/{steps} · boxes fed in (t = {t})"))
+        out.append(Position("out", s, f"{s + 1}·out",
+                            f"Step {s + 1}/{steps} · stage {stage_no} prediction (t = {t} → {t_next})"))
+    out.append(Position("final", steps, "final", "Final detections (after ensemble and NMS)"))
+    return out
+
+
+
+def _scored_box_traces(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], view: ViewOptions,
+    axes: tuple[str, str], hover_rows: list[list], hover_template: str, box_ids: np.ndarray,
+    renewed: np.ndarray | None = None,
+) -> list[dict]:
+    """Line traces for one set of scored boxes, a text trace and a hover trace.
+
+    Boxes in the lowest opacity level share one faint grey trace whatever their class (at that opacity the colour
+    does not read anyway, and the hover still names it); the others get one trace per (class, level). Fewer traces
+    keep the slider's redraw fast. ``renewed`` (M,) marks boxes replaced after this step with an x in the hover
+    trace.
+    """
+    traces: list[dict] = []
+    keep = np.ones(len(scores), bool)
+    if view.classes_shown is not None:
+        keep &= np.isin(labels, list(view.classes_shown))
+    boxes, scores, labels, box_ids = boxes[keep], scores[keep], labels[keep], box_ids[keep]
+    renewed = renewed[keep] if renewed is not None else np.zeros(len(scores), bool)
+    hover_rows = [row for row, k in zip(hover_rows, keep) if k]
+    levels = opacity_level(scores)
+    thin = max(0.5, view.line_width / 2)
+    faint = levels == 0
+    if faint.any():
+        traces.append(lines(*rect_path(boxes[faint]), rgba(FAINT_COLOUR, OPACITY_LEVELS[0]), thin,
+                             name="low score", axes=axes))
+    for label in np.unique(labels[~faint]):
+        for level in np.unique(levels[(labels == label) & ~faint]):
+            pick = (labels == label) & (levels == level)
+            width = view.line_width if scores[pick].min() >= view.score_threshold else thin
+            traces.append(lines(*rect_path(boxes[pick]), rgba(class_colour(label), OPACITY_LEVELS[int(level)]),
+                                 width, name=str(class_names[int(label)]), axes=axes))
+    above = scores >= view.score_threshold
+    if (view.show_labels or view.show_scores) and above.any():
+        names = [str(class_names[int(k)]) for k in labels[above]]
+        traces.append({
+            "type": "scatter", "mode": "text", "x": boxes[above, 0], "y": boxes[above, 1],
+            "text": label_strings(names, scores[above], view.show_labels, view.show_scores),
+            "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
+            "textfont": {"color": [class_colour(k) for k in labels[above]], "size": 11, "shadow": "auto",
+                         "weight": 600},
+            "xaxis": axes[0], "yaxis": axes[1],
+        })
+    if len(boxes):
+        centres = box_centres(boxes)
+        traces.append({
+            "type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1], "name": "boxes",
+            "customdata": hover_rows, "hovertemplate": hover_template, "showlegend": False,
+            "marker": {"size": np.where(renewed, 9, 7).tolist(),
+                       "symbol": np.where(renewed, "x-thin-open", "circle").tolist(),
+                       "color": [RENEW_COLOUR if r else rgba(class_colour(k), 0.6) for k, r in zip(labels, renewed)],
+                       "line": {"width": np.where(renewed, 1.5, 0).tolist(), "color": RENEW_COLOUR}},
+            "xaxis": axes[0], "yaxis": axes[1],
+        })
+    return traces
+
+
+def _position_traces(
+    traj: Trajectory, pos: Position, view: ViewOptions, axes: tuple[str, str], gt_ious: dict[str, np.ndarray] | None,
+    det_match: np.ndarray | None,
+) -> list[dict]:
+    """Every trace one slider position shows (all start hidden; the caller sets visibility)."""
+    names = traj.class_names
+    steps = traj.num_steps
+    if pos.kind == "in":
+        s = pos.step
+        boxes = traj.boxes_in_xyxy[s]  # (N, 4)
+        n = boxes.shape[0]
+        fresh = traj.renewed[s - 1] if s > 0 and traj.renewed is not None else np.zeros(n, bool)
+        heat = traj.from_heatmap[s] if traj.from_heatmap is not None else np.zeros(n, bool)
+        plain = ~fresh & ~heat
+        traces = []
+        kinds = [(plain, NOISE_COLOUR, "solid", "noise" if s == 0 else "carried over (DDIM update)"),
+                 (fresh & ~heat, FRESH_COLOUR, "dot", "renewed: fresh noise"),
+                 (heat, HEATMAP_COLOUR, "solid", "drawn from heatmap peaks")]
+        origin = np.empty(n, dtype=object)
+        for pick, colour, dash, what in kinds:
+            origin[pick] = what
+            if pick.any():
+                xs, ys = rect_path(boxes[pick])
+                traces.append(lines(xs, ys, rgba(colour, 0.55), max(0.5, view.line_width * 0.6), name=what,
+                                     dash=dash, axes=axes))
+        centres = box_centres(boxes)
+        wh = boxes[:, 2:] - boxes[:, :2]
+        rows = [[int(i), str(origin[i]), float(wh[i, 0]), float(wh[i, 1])] for i in range(n)]
+        traces.append({
+            "type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1], "name": "inputs",
+            "customdata": rows, "showlegend": False,
+            "hovertemplate": (f"<b>box #%{{customdata[0]}}</b> fed to step {s + 1}/{steps}<br>%{{customdata[1]}}"
+                              "<br>%{customdata[2]:.0f} x %{customdata[3]:.0f} px<extra></extra>"),
+            "marker": {"size": 5, "color": rgba(NOISE_COLOUR, 0.5)}, "xaxis": axes[0], "yaxis": axes[1],
+        })
+        return traces
+    if pos.kind == "out":
+        s = pos.step
+        stage = view.stage % traj.num_stages
+        boxes, scores, labels = traj.boxes_xyxy[s, stage], traj.scores[s, stage], traj.labels[s, stage]
+        n = boxes.shape[0]
+        ious = gt_ious.get(f"out{s}") if gt_ious else None
+        iou_text = iou_strings(ious, n)
+        renewed = traj.renewed[s] if traj.renewed is not None else np.zeros(n, bool)
+        rows = [[str(names[int(labels[i])]), float(scores[i]), int(i), iou_text[i],
+                 "renewed after this step" if renewed[i] else "kept"] for i in range(n)]
+        template = ("<b>%{customdata[0]}</b> score %{customdata[1]:.3f}<br>"
+                    f"step {s + 1}/{steps} · stage {stage + 1}/{traj.num_stages}<br>"
+                    "box #%{customdata[2]} · %{customdata[4]}<br>IoU with best ground truth: %{customdata[3]}"
+                    "<extra></extra>")
+        return _scored_box_traces(boxes, scores, labels, names, view, axes, rows, template, np.arange(n),
+                                  renewed=renewed if s < steps - 1 else None)
+    det = traj.detections
+    m = len(det)
+    ious = gt_ious.get("final") if gt_ious else None
+    iou_text = iou_strings(ious, m)
+    match = det_match if det_match is not None else np.full(m, "", dtype=object)
+    rows = [[str(names[int(det.labels[i])]), float(det.scores[i]), int(det.step[i]) + 1, iou_text[i],
+             int(i), str(match[i]) or "—"] for i in range(m)]
+    template = ("<b>%{customdata[0]}</b> score %{customdata[1]:.3f}<br>detection #%{customdata[4]} · "
+                "from step %{customdata[2]}<br>IoU with best ground truth: %{customdata[3]} · "
+                "%{customdata[5]}<extra></extra>")
+    return _scored_box_traces(det.boxes_xyxy, det.scores, det.labels, names, view, axes, rows, template,
+                              np.arange(m))
+
+
+def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions, axes: tuple[str, str]) -> list[dict]:
+    """For each position p, the centre paths up to p (breaks where a slot was renewed) of the proposals that read as
+    boxes there: those whose latest prediction scored at least ``OPACITY_EDGES[0]`` (at the final position: the
+    score threshold). The faint rest would add clutter, and every drawn track costs slider time (~10 ms for 100)."""
+    if not view.show_tracks:
+        return [{}] * len(pos_list)
+    stage = view.stage % traj.num_stages
+    s_count, n = traj.boxes_in_xyxy.shape[:2]
+    # centres[2s] = input of step s, centres[2s + 1] = prediction of step s: (2S, N, 2)
+    centres = np.empty((2 * s_count, n, 2), np.float32)
+    centres[0::2] = (traj.boxes_in_xyxy[..., :2] + traj.boxes_in_xyxy[..., 2:]) / 2
+    centres[1::2] = (traj.boxes_xyxy[:, stage, :, :2] + traj.boxes_xyxy[:, stage, :, 2:]) / 2
+    breaks = np.zeros((2 * s_count, n), bool)  # breaks[k]: no segment between point k-1 and k
+    if traj.renewed is not None:
+        breaks[2::2] = traj.renewed[:-1]
+    # At the final position only the slots that ended above the score threshold keep their track: how the boxes
+    # that became detections travelled, without the clutter of the rest.
+    kept = traj.scores[-1, stage] >= view.score_threshold  # (N,)
+    out = []
+    for p in range(len(pos_list)):
+        last = min(p, 2 * s_count - 1)
+        if last < 1:
+            out.append({})
+            continue
+        pts = centres[:last + 1]  # (P, N, 2)
+        # Each slot's path, slot after slot: its points, a NaN gap where it was renewed and one after its end.
+        gap = np.full((1, n, 2), np.nan, np.float32)
+        seq = np.concatenate([np.stack([np.where(breaks[:last + 1, :, None], np.nan, pts), pts], axis=1)
+                              .reshape(-1, n, 2), gap])  # (2P + 1, N, 2): [gap-or-copy, point] ..., end gap
+        used = np.ones(seq.shape[:2], bool)  # drop the copies (only the gaps are needed): half the points
+        used[0:-1:2] = breaks[:last + 1]
+        if pos_list[p].kind == "final":
+            slots = kept
+        else:  # the slots whose latest prediction scored at least the first opacity edge (they read as boxes)
+            latest = (last - 1) // 2  # the step of the last prediction shown up to p
+            slots = traj.scores[latest, stage] >= OPACITY_EDGES[0]
+        seq, used = seq[:, slots].transpose(1, 0, 2), used[:, slots].T  # (N', 2P + 1, 2), (N', 2P + 1)
+        xs, ys = seq[used][:, 0], seq[used][:, 1]
+        out.append(lines(xs.astype(np.float32), ys.astype(np.float32), "rgba(255,255,255,0.45)", 1,
+                          name="centre tracks", axes=axes))
+    return out
+
+
+def _panel(
+    traj: Trajectory, image: ImageSource, view: ViewOptions, axes: tuple[str, str], gt_boxes: np.ndarray | None,
+    gt_ious: dict[str, np.ndarray] | None, det_match: np.ndarray | None, caption_prefix: str = "",
+) -> tuple[list[dict], list[list[dict]], list[Position]]:
+    """Traces of one denoising panel: those shown at every position (image, ground truth) and, per slider position,
+    the traces that position shows."""
+    if not traj.recorded:
+        raise ValueError("the trajectory was run with record=False; the denoising view needs the per-step boxes")
+    pos_list = positions(traj, view.stage)
+    static: list[dict] = [image.trace(*axes)]
+    if view.show_gt and gt_boxes is not None and len(gt_boxes):
+        xs, ys = rect_path(gt_boxes)
+        width = max(1.0, view.line_width * 0.75)
+        static.append(lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes))
+        static.append(lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes))
+    per_position: list[list[dict]] = []
+    for pos, track in zip(pos_list, _track_traces(traj, pos_list, view, axes)):
+        traces = [track] if track else []
+        traces.extend(_position_traces(traj, pos, view, axes, gt_ious, det_match))
+        # The position's caption just above the image, switched with its boxes.
+        traces.append({"type": "scatter", "mode": "text", "x": [0], "y": [0],
+                       "text": [f"<b>{caption_prefix}{pos.title}</b>"], "textposition": "top right",
+                       "cliponaxis": False, "hoverinfo": "skip", "showlegend": False, "name": "caption",
+                       "textfont": {"size": 13, "color": "#111827"}, "xaxis": axes[0], "yaxis": axes[1]})
+        per_position.append(traces)
+    return static, per_position, pos_list
+
+
+def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[tuple[str, str, str]]:
+    """(symbol, colour, name) rows of the denoising view's key."""
+    stage = view.stage % traj.num_stages
+    confident = traj.scores[:, stage] >= view.score_threshold  # (S, N)
+    used = set(np.unique(traj.labels[:, stage][confident]).tolist())
+    used |= set(traj.detections.labels[traj.detections.scores >= view.score_threshold].tolist())
+    if view.classes_shown is not None:
+        used &= set(view.classes_shown)
+    keys = [("━━", class_colour(k), traj.class_names[k]) for k in sorted(used)]
+    keys.append(("━━", "#9CA3AF", f"score < {OPACITY_EDGES[0]:g}"))
+    keys.append(("━━", "#9CA3AF", "noise in"))
+    if traj.renewed is not None and traj.renewed.any():
+        keys.append(("┅┅", FRESH_COLOUR, "renewed"))
+        keys.append(("✕", RENEW_COLOUR, "to renew"))
+    if traj.from_heatmap is not None and traj.from_heatmap.any():
+        keys.append(("━━", HEATMAP_COLOUR, "from heatmap"))
+    if has_gt and view.show_gt:
+        keys.append(("╍╍", GT_COLOUR, "ground truth"))
+    return keys
+
+
+def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: float = 1.0) -> dict:
+    """A legend drawn as one annotation (coloured symbols + names): unlike legend traces, it adds nothing to the
+    per-trace work of every slider step."""
+    text = "<br>".join(f"<span style='color:{colour}'><b>{symbol}</b></span> {name}" for symbol, colour, name in rows)
+    return {"text": text, "x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "left", "yanchor": "top",
+            "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
+
+
+# Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption).
+SLOT_ROLES = ("boxes", "centre tracks", "hover", "labels", "caption")
+
+
+def _slot_role(trace: dict) -> str:
+    if trace["name"] in ("centre tracks", "labels", "caption"):
+        return trace["name"]
+    return "hover" if trace["mode"] == "markers" else "boxes"
+
+
+def _slots(per_position: list[list[dict]]) -> tuple[int, list[list[dict | None]]]:
+    """Lay every position's traces onto one shared set of slot traces, role by role: returns the slot count and, per
+    position, the trace each slot shows there (None = the slot is hidden there)."""
+    grouped = [{role: [t for t in traces if _slot_role(t) == role] for role in SLOT_ROLES} for traces in per_position]
+    widths = {role: max((len(g[role]) for g in grouped), default=0) for role in SLOT_ROLES}
+    layout = [[*(g[role] + [None] * (widths[role] - len(g[role])) for role in SLOT_ROLES)] for g in grouped]
+    layout = [[t for role_slots in row for t in role_slots] for row in layout]
+    return sum(widths.values()), layout
+
+
+def _flatten(trace: dict, prefix: str = "") -> dict[str, Any]:
+    """{"line": {"color": c}} -> {"line.color": c}: the attribute strings ``Plotly.restyle`` takes."""
+    out: dict[str, Any] = {}
+    for key, value in trace.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _typed_array(value: Any) -> Any:
+    """Float arrays as plotly.js typed-array specs (base64 float32), as plotly.py sends trace data: inside slider
+    args plotly.py would write them out as long decimal lists."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            data = np.ascontiguousarray(value, dtype="<f4").tobytes()
+            return {"dtype": "f4", "bdata": base64.b64encode(data).decode("ascii")}
+        return value.tolist()
+    return value
+
+
+def _restyle_args(shown: list[dict | None], keys: Sequence[str]) -> dict[str, list]:
+    """One ``Plotly.restyle`` update that turns the slot traces into ``shown`` (one entry per slot): for each of
+    ``keys`` (every attribute any position sets, so nothing lingers from the position shown before), per slot its
+    value or None (restyle resets that attribute to its default); empty slots hidden."""
+    flat = [_flatten(t) if t is not None else {} for t in shown]
+    args: dict[str, list] = {"visible": [t is not None for t in shown]}
+    for key in keys:
+        args[key] = [_typed_array(f.get(key)) for f in flat]
+    return args
+
+
+def _slider(panels: list[tuple[list[int], list[list[dict | None]]]], pos_lists: list[list[Position]], active: int,
+            x: float = 0.02, length: float = 0.96) -> dict:
+    """One restyle slider over positions. The positions share a few slot traces per panel (``panels``: each panel's
+    slot trace indices and, per position, what each slot shows); a step restyles the slots' data and style, so the
+    image and ground truth are left alone and the figure holds a dozen traces instead of one set per position (the
+    per-step redraw cost grows with the figure's trace count). With two panels of different lengths, panel i shows
+    the position at the same fraction of its run."""
+    count = max(len(p) for p in pos_lists)
+    longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
+    indices = [k for slot_ids, _ in panels for k in slot_ids]
+    keys = sorted({k for _, per_position in panels for slots in per_position for t in slots if t is not None
+                   for k in _flatten(t)} - {"type", "xaxis", "yaxis", "visible"})
+    steps = []
+    for p in range(count):
+        local = [round(p * (len(pl) - 1) / max(count - 1, 1)) for pl in pos_lists]
+        shown = [t for (_, per_position), q in zip(panels, local) for t in per_position[q]]
+        steps.append({"method": "restyle", "label": longest[p].label, "args": [_restyle_args(shown, keys), indices],
+                      "value": longest[p].label, "execute": True})
+    show_ticks = count <= 13
+    return {
+        "active": active, "steps": steps, "x": x, "len": length, "y": 0, "yanchor": "top", "pad": {"t": 8, "b": 4},
+        "currentvalue": {"visible": not show_ticks, "prefix": "position ", "xanchor": "left", "font": {"size": 12}},
+        "font": {"size": 10, "color": "#374151" if show_ticks else "rgba(0,0,0,0)"},
+        "ticklen": 4, "transition": {"duration": 0}, "name": "step",
+    }
+
+
+def _slot_traces(slots: list[dict | None], axes: tuple[str, str]) -> list[dict]:
+    """The slot traces as the figure opens: what they show at the active position, empty hidden ones elsewhere."""
+    empty = {"type": "scatter", "mode": "lines", "x": [], "y": [], "visible": False, "hoverinfo": "skip",
+             "showlegend": False, "name": "slot", "xaxis": axes[0], "yaxis": axes[1]}
+    return [dict(t, visible=True) if t is not None else dict(empty) for t in slots]
+
+
+def denoise_figure(
+    traj: Trajectory, image: ImageSource, view: ViewOptions = ViewOptions(), gt_boxes: np.ndarray | None = None,
+    gt_ious: dict[str, np.ndarray] | None = None, det_match: np.ndarray | None = None, active: int | None = None,
+) -> go.Figure:
+    """The image with every position's boxes in one figure; a Plotly ``restyle`` slider switches trace visibility in
+    the browser, so scrubbing never calls the server.
+
+    Args:
+        traj: a recorded trajectory (boxes in original-image pixels).
+        gt_boxes (np.ndarray[G, 4]): ground truth drawn dashed, or None.
+        gt_ious: best IoU with the ground truth per box, keyed "out{s}" (N,) for step s at ``view.stage`` and
+            "final" (M,) for the detections; det_match (M,) "TP" / "FP" / "" per detection.
+        active: the slider position shown first (default: the final detections).
+    """
+    axes = ("x", "y")
+    static, per_position, pos_list = _panel(traj, image, view, axes, gt_boxes, gt_ious, det_match)
+    active = len(pos_list) - 1 if active is None else int(np.clip(active, 0, len(pos_list) - 1))
+    count, slots = _slots(per_position)
+    traces = static + _slot_traces(slots[active], axes)
+    keys = _legend_keys(traj, view, gt_boxes is not None and len(gt_boxes) > 0)
+    xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
+    slot_ids = list(range(len(static), len(static) + count))
+    slider = _slider([(slot_ids, slots)], [pos_list], active, length=0.8)
+    layout = {
+        "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
+        "sliders": [slider], "showlegend": False, "annotations": [key_annotation(keys, x=0.84)],
+        "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
+        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width]},
+    }
+    return make_figure(traces, layout)
+
+
+
+def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1) -> go.Figure:
+    """Per step: the number of boxes scoring at least ``score_threshold`` (bars), their mean score and the number of
+    renewed boxes."""
+    if not traj.recorded:
+        return message_figure("Run with the trajectory recorded to see per-step statistics.", height=240)
+    stage = stage % traj.num_stages
+    scores = traj.scores[:, stage]  # (S, N)
+    steps = np.arange(1, traj.num_steps + 1)
+    above = (scores >= score_threshold).sum(axis=1)
+    mean_all = scores.mean(axis=1)
+    data = [
+        {"type": "bar", "x": steps, "y": above, "name": f"boxes ≥ {score_threshold:.2f}",
+         "marker": {"color": "#4C78A8"}, "hovertemplate": "step %{x}: %{y} boxes<extra></extra>"},
+        {"type": "scatter", "mode": "lines+markers", "x": steps, "y": mean_all, "name": "mean score (all boxes)",
+         "yaxis": "y2", "line": {"color": "#F58518"}, "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"},
+    ]
+    if (scores >= score_threshold).any():
+        mean_above = np.array([s[s >= score_threshold].mean() if (s >= score_threshold).any() else np.nan
+                               for s in scores])
+        data.append({"type": "scatter", "mode": "lines+markers", "x": steps, "y": mean_above,
+                     "name": f"mean score (≥ {score_threshold:.2f})", "yaxis": "y2",
+                     "line": {"color": "#E45756", "dash": "dot"},
+                     "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"})
+    if traj.renewed is not None:
+        data.append({"type": "bar", "x": steps, "y": traj.renewed.sum(axis=1), "name": "renewed after step",
+                     "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
+    layout = {
+        "height": 260, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 40},
+        "xaxis": {"title": {"text": "DDIM step"}, "dtick": 1, "showgrid": False},
+        "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee"},
+        "yaxis2": {"title": {"text": "score"}, "overlaying": "y", "side": "right", "range": [0, 1],
+                   "showgrid": False},
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+    }
+    return make_figure(data, layout)
+
+
+class DenoisingHandlers:
+    """The denoising view's handlers (mixed into ``app.explorer.Explorer``)."""
+
+    def _views(self, traj: Trajectory, source: ImageSource, gt: GroundTruth | None, display: Display) -> dict:
+        """Denoising view, step statistics, results figure, table and metrics for one run."""
+        view = display.view(traj.class_names, traj.num_stages)
+        gt_boxes = gt.boxes_xyxy if gt is not None and len(gt) else None
+        det = traj.detections
+        keep = det.scores >= display.score_threshold
+        if view.classes_shown is not None:
+            keep &= np.isin(det.labels, list(view.classes_shown))
+        matching: Matching | None = None
+        det_match = None
+        metrics = "No ground truth: give a PROPS or COCO annotation file (or pick an example) to score this run."
+        if gt is not None:
+            matching = match_detections(det.boxes_xyxy[keep], det.scores[keep], det.labels[keep],
+                                        gt.boxes_xyxy, gt.labels)
+            det_match = np.full(len(det), "below threshold", dtype=object)
+            det_match[keep] = matching.status
+            ap = image_ap(traj, gt.boxes_xyxy, gt.labels) if len(gt) else None
+            metrics = self._metrics_markdown(ap, matching, display.score_threshold, traj.class_names, gt)
+        ious = stage_ious(traj, gt_boxes, view.stage)
+        denoise = denoise_figure(traj, source, view, gt_boxes, ious, det_match)
+        stats = step_stats_figure(traj, display.score_threshold, view.stage)
+        kept_ious = best_iou(det.boxes_xyxy[keep], gt_boxes) if gt_boxes is not None else None
+        results = results_figure(
+            source, det.boxes_xyxy[keep], det.scores[keep], det.labels[keep], traj.class_names,
+            status=matching.status if matching else None, best_iou=kept_ious,
+            gt_boxes=gt.boxes_xyxy if gt is not None else None, gt_labels=gt.labels if gt is not None else None,
+            gt_matched=matching.gt_matched if matching else None, view=view)
+        table = self._table(traj, keep, matching, kept_ious)
+        return {"denoise": denoise, "stats": stats, "results": results, "table": table, "metrics": metrics,
+                "shown": int(keep.sum())}
+
+    def render(self, traj_file: str | None, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+               score_threshold: Any, classes: Any, show_labels: Any, show_scores: Any, line_width: Any, stage: Any,
+               show_gt: Any, show_tracks: Any) -> tuple:
+        """Redraw the denoising view, statistics, results, table and metrics from the stored run (no sampling)."""
+        traj = self.trajectory(traj_file)
+        if traj is None or not image_path:
+            return (gr.skip(),) * 5
+        source = self.image_source(image_path)
+        if (source.height, source.width) != tuple(traj.image_size_hw):
+            return (gr.skip(),) * 5  # a new image is in; its run will redraw everything
+        display = Display.from_controls(score_threshold, classes, show_labels, show_scores, line_width, stage,
+                                        show_gt, show_tracks)
+        gt, _ = self.ground_truth(image_path, traj.image_size_hw, gt_file, use_example_gt, traj.class_names)
+        views = self._views(traj, source, gt, display)
+        return views["denoise"], views["stats"], views["results"], views["table"], views["metrics"]
+
