@@ -2,6 +2,7 @@
 LRU map, and the guard that turns failures into messages for the user (never a traceback in the UI)."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -67,6 +68,7 @@ def _user_error(exc: Exception) -> gr.Error:
 def guard(fn: Callable) -> Callable:
     """Turn InputError into gr.Error and any other failure into a short generic message (logged with its traceback
     on the server), so the UI never shows a stack trace and the server keeps serving."""
+    @functools.wraps(fn)  # keeps the signature: Gradio names the API's parameters after it
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -78,8 +80,6 @@ def guard(fn: Callable) -> Callable:
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error("Something went wrong while processing this request; it has been logged. Please try "
                            "other settings or another image.", title="Internal error") from None
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 

@@ -41,6 +41,7 @@ from app.inputs import (
 from app.plotting import ImageSource, message_figure
 from app.runner import MODELS, RunCache, read_config
 from app.views.compare import CompareHandlers
+from app.views.convergence import PAPER, TEACHING, Preset
 from app.views.denoising import DenoisingHandlers
 from app.views.heatmap import HeatmapHandlers
 from app.views.results import ResultsHandlers
@@ -243,7 +244,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                target_class: Any) -> tuple:
         """Run the detector and build every view. Returns, in order: status Markdown, denoising figure, step
         statistics, heatmap figure, target figure, results figure, detections table, metrics Markdown, download
-        files, stored run (npz path), profile-box dropdown update."""
+        files, stored run (npz path), profile-box dropdown update, convergence figure."""
         if not image_path:
             return self.empty_outputs("Upload an image, take one with the webcam or pick an example, then press "
                                       "**Detect**.")
@@ -271,17 +272,13 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         target, profile_update = self._target(light, traj.image_size_hw, traj.class_names, gt, traj, cfg,
                                               display.score_threshold, min_radius, rho, target_class, None)
         device = "GPU" if torch.cuda.is_available() else "CPU"
-        status = (f"**{views['shown']} detection(s)** with score ≥ {display.score_threshold:.2f} "
-                  f"(of {len(traj.detections)} kept) · {traj.num_steps} DDIM step(s), "
-                  f"{traj.boxes_in_xyxy.shape[1]} proposals, seed {traj.settings.get('seed', seed)} · "
-                  f"{'cached result' if cached else f'{seconds:.2f} s on {device}'} · checkpoint `{shown}` · "
-                  f"image {traj.image_size_hw[1]} x {traj.image_size_hw[0]}")
-        if gt is not None:
-            status += f" · ground truth: {gt.source} ({len(gt)} boxes)"
+        status = (views["status"] + f" · checkpoint `{shown}` · "
+                  f"{'cached result' if cached else f'{seconds:.2f} s on {device}'}")
         if notes:
             status += "\n\n" + "\n".join(f"- {n}" for n in notes)
         return (status, views["denoise"], views["stats"], heat, target, views["results"], views["table"],
-                views["metrics"], [str(coco_path), str(json_path), str(npz_path)], str(npz_path), profile_update)
+                views["metrics"], [str(coco_path), str(json_path), str(npz_path)], str(npz_path), profile_update,
+                views["convergence"])
 
     def detect_or_explain(self, *args: Any) -> tuple:
         """``detect`` for the image-change event: a problem (a corrupt upload...) becomes a warning toast, the
@@ -294,7 +291,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 
     def empty_outputs(self, message: str) -> tuple:
         empty = message_figure(re.sub(r"[*`]", "", message))
-        return (message, empty, None, None, None, None, None, "", None, None, gr.update(choices=[], value=None))
+        return (message, empty, None, None, None, None, None, "", None, None, gr.update(choices=[], value=None), None)
 
     # --- checkpoint info, API ----------------------------------------------------------------------------------------
 
@@ -305,25 +302,71 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             cfg = self.config(checkpoint, upload)
         except InputError as exc:
             message = f"⚠️ {exc}"
-            return (message,) + (gr.skip(),) * 8
+            return (message,) + (gr.skip(),) * 10
         classes = list(cfg.class_names)
         info = (f"**{cfg.backbone}** backbone · {cfg.num_classes} classes · {cfg.num_stages} head stages · "
                 f"{cfg.num_proposals} proposals by default · heatmap head: "
                 f"{'yes (stride ' + str(2 ** cfg.heatmap_level) + ')' if cfg.use_heatmap else 'no'} · "
                 f"test size {cfg.min_size_test}-{cfg.max_size_test} px")
         class_choices = [MAX_CLASSES_OPTION] + classes
+        # Controls with nothing to choose hide: one head stage, one class, no heatmap head. A slider needs
+        # minimum < maximum, so a one-stage model keeps maximum 2 on the hidden slider.
         return (
             info,
             gr.update(choices=classes, value=classes),
-            gr.update(maximum=cfg.num_stages, value=cfg.num_stages),
-            gr.update(value=cfg.num_proposals),
-            gr.update(interactive=cfg.use_heatmap, value=0.0,
-                      info=None if cfg.use_heatmap else "this checkpoint has no heatmap head"),
+            gr.update(maximum=max(cfg.num_stages, 2), value=cfg.num_stages, visible=cfg.num_stages > 1),
+            gr.update(),  # the number of proposals is the preset's (the paper preset takes the checkpoint's)
+            gr.update(value=0.0, visible=cfg.use_heatmap),
             gr.update(choices=class_choices, value=MAX_CLASSES_OPTION),
             gr.update(choices=class_choices, value=MAX_CLASSES_OPTION),
             gr.update(value=cfg.min_radius),
             gr.update(value=cfg.rho),
+            gr.update(visible=len(classes) > 1, label=f"Classes shown ({len(classes)})"),
+            gr.update(value=0.0, visible=cfg.use_heatmap),
         )
+
+    def _preset(self, preset: Preset, checkpoint: str | None, upload: str | None) -> tuple:
+        try:
+            proposals = preset.proposals or self.config(checkpoint, upload).num_proposals
+        except InputError:
+            proposals = preset.proposals or 100
+        return (gr.update(value=preset.steps), gr.update(value=preset.eta), gr.update(value=preset.renewal),
+                gr.update(value=min(proposals, MAX_PROPOSALS)))
+
+    def teaching_preset(self, checkpoint: str | None, upload: str | None) -> tuple:
+        """The teaching setting's steps, eta, renewal and proposals (``app.views.convergence.TEACHING``)."""
+        return self._preset(TEACHING, checkpoint, upload)
+
+    def paper_preset(self, checkpoint: str | None, upload: str | None) -> tuple:
+        """The paper's setting: eta 1, renewal, 4 steps, the checkpoint's number of proposals."""
+        return self._preset(PAPER, checkpoint, upload)
+
+    # --- the first view ----------------------------------------------------------------------------------------------
+
+    def first_view_options(self, cfg: DiffDetConfig) -> SamplerOptions:
+        """The sampler options the page's default controls give (the teaching preset)."""
+        return self.sampler_options(cfg, TEACHING.proposals, TEACHING.steps, TEACHING.eta, TEACHING.renewal, 0.5,
+                                    True, True, 0.5, 0.0)
+
+    def warm_first_view(self) -> float | None:
+        """Run the first example with the default controls now, so the page's first view is a cache hit. Returns
+        the seconds it took, or None when there is no example or checkpoint (only logged: the UI explains)."""
+        name, examples = self.default_checkpoint(), self.example_paths()
+        if name is None or not examples:
+            return None
+        start = time.perf_counter()
+        try:
+            cfg = self.config(name, None)
+            self.runs.run(self.checkpoint_dir / name, name, load_image(examples[0]), self.first_view_options(cfg), 0)
+        except InputError as exc:
+            log.warning("first view not prepared: %s", exc)
+            return None
+        return time.perf_counter() - start
+
+    def first_image(self) -> str | None:
+        """The image the page opens with: the first example (None without examples)."""
+        examples = self.example_paths()
+        return str(examples[0]) if examples else None
 
     def predict_api(self, image_path: str | None, checkpoint: str | None, steps: Any, seed: Any, proposals: Any,
                     eta: Any, heatmap_init: Any, score_threshold: Any) -> tuple[dict, str]:

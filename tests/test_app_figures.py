@@ -9,7 +9,8 @@ import torch
 
 import test_app_support as support
 from app import plotting as P
-from app.views import compare, denoising, heatmap, results, target as target_view, training
+from app.views import compare, convergence, denoising, heatmap, results, training
+from app.views import target as target_view
 from diffdet.heatmap import gaussian_radius, synthesize_heatmap
 
 
@@ -248,3 +249,31 @@ def test_figures_build_fast(image) -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, elapsed
     assert len(text) < 2_000_000
+
+
+def test_convergence_curve_follows_the_best_slots_to_their_final_box() -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    curve = convergence.convergence_curve(traj, top=3)
+    final_scores = traj.scores[-1, -1]
+    assert list(curve["slots"]) == list(np.argsort(-final_scores)[:3])
+    assert curve["xt"].shape == (4, 3) and curve["x0"].shape == (4, 3)
+    # The x0 prediction of the last step is the final box itself; x_t walks towards it (the fake run drifts).
+    np.testing.assert_allclose(curve["x0"][-1], 1.0, atol=1e-6)
+    assert curve["mean_xt"][-1] > curve["mean_xt"][0]
+    # Where a slot was renewed, its last life starts after the renewal.
+    start = convergence.last_life_start(traj)
+    for slot in range(12):
+        renewed_at = np.flatnonzero(traj.renewed[:, slot])
+        assert start[slot] == (renewed_at[-1] + 1 if len(renewed_at) else 0)
+
+
+def test_convergence_figure_has_toggleable_layers(image) -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    fig = P.validate_figure(convergence.convergence_figure(traj, image, top=5, gt_boxes=GT))
+    groups = {t.legendgroup for t in fig.data if t.type == "scatter" and t.showlegend}
+    assert {"gt", "xt", "path", "xtcurve", "x0curve"} <= groups
+    # every trace of a group that is drawn on the image carries the group, so one legend click hides them all
+    xt_traces = [t for t in fig.data if t.name == "noisy box x_t (each step)"]
+    assert len(xt_traces) >= 4 and all(t.legendgroup == "xt" for t in xt_traces)
+    assert fig.layout.legend.itemclick is not False
+    assert len(fig.layout.meta["mean_xt"]) == 4

@@ -53,9 +53,9 @@ def detect(explorer: Explorer, image: str | None, gt_file: str | None = None, **
 
 
 def test_detect_builds_every_view(run: tuple) -> None:
-    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile = run
+    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile, converge = run
     assert "detection(s)" in status and "2 DDIM step(s)" in status and "ground truth: example scene_00.jpg" in status
-    for fig in (denoise, stats, heat, target, results):
+    for fig in (denoise, stats, heat, target, results, converge):
         assert isinstance(fig, go.Figure)
     assert len(denoise.layout.sliders[0].steps) == 2 * 2 + 1
     assert isinstance(table.data if hasattr(table, "data") else table, pd.DataFrame)
@@ -152,14 +152,16 @@ def test_uploaded_coco_ground_truth_scores_the_run(explorer: Explorer, example: 
 
 
 def test_render_redraws_without_sampling(explorer: Explorer, example: str, run: tuple) -> None:
-    denoise, stats, results, table, metrics = explorer.render(
-        run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False)
+    status, denoise, stats, results, table, metrics, converge = explorer.render(
+        run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False, 2)
+    assert denoise.layout.sliders[0].active == 2  # the slider stays where the browser said it was
+    assert f"1 of {len(TINY.class_names)} classes shown" in status and "renewal on" in status
     traces = [t for p in range(len(denoise.layout.sliders[0].steps)) for t in support.traces_at(denoise, p)]
     assert "stage 1/4" in [t for t in traces if t["name"] == "boxes"][0]["hovertemplate"]
     drawn = {t["name"] for t in traces if t.get("mode") == "lines" and t["name"] in TINY.class_names}
     assert drawn <= {TINY.class_names[0]}
     assert not [t for t in traces if t["name"] in ("labels", "centre tracks", "ground truth")]
-    assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(5))
+    assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(7))
 
 
 def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, example: str, run: tuple) -> None:
@@ -202,11 +204,12 @@ def test_heatmap_view_modes(explorer: Explorer, example: str, run: tuple) -> Non
 
 
 def test_checkpoint_info_updates_the_controls(explorer: Explorer) -> None:
-    info, classes, stage, proposals, heat, heat_class, target_class, min_radius, rho = explorer.checkpoint_info(
-        CHECKPOINT_NAME, None)
+    (info, classes, stage, proposals, heat, heat_class, target_class, min_radius, rho, classes_box,
+     heat_b) = explorer.checkpoint_info(CHECKPOINT_NAME, None)
     assert "efficientnet_lite0" in info and "10 classes" in info
     assert classes["choices"] == list(TINY.class_names) and stage["maximum"] == TINY.num_stages
-    assert proposals["value"] == 20 and heat["interactive"] is True
+    assert stage["visible"] is True and classes_box["visible"] is True
+    assert "value" not in proposals and heat["visible"] is True and heat_b["visible"] is True
     assert min_radius["value"] == TINY.min_radius and rho["value"] == TINY.rho
     bad = explorer.checkpoint_info("missing.safetensors", None)
     assert "Unknown checkpoint" in bad[0]

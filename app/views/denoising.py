@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from diffdet.trajectory import Trajectory
 
-from app.controls import Display
+from app.controls import Display, number
 from app.evaluation import Matching, best_iou, image_ap, match_detections, stage_ious
 from app.inputs import GroundTruth
 from app.plotting import (
@@ -20,6 +20,7 @@ from app.plotting import (
     RENEW_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
     label_strings, lines, make_figure, message_figure, opacity_level, rect_path, rgba,
 )
+from app.views.convergence import convergence_figure
 from app.views.results import results_figure
 
 
@@ -427,11 +428,27 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     return make_figure(data, layout)
 
 
+def status_line(traj: Trajectory, display: Display, shown: int, gt: GroundTruth | None) -> str:
+    """What the views show, in one line: detections at the threshold, the run's settings, the ground truth."""
+    s = traj.settings
+    renewal = "renewal on" if s.get("box_renewal") else "renewal off"
+    line = (f"**{shown} detection(s)** with score ≥ {display.score_threshold:.2f} (of {len(traj.detections)} kept) · "
+            f"{traj.num_steps} DDIM step(s), {traj.boxes_in_xyxy.shape[1]} proposals, eta {s.get('eta', 1.0):g}, "
+            f"{renewal}, seed {s.get('seed', '?')} · image {traj.image_size_hw[1]} x {traj.image_size_hw[0]}")
+    if display.classes is not None and len(display.classes) < len(traj.class_names):
+        line += f" · {len(display.classes)} of {len(traj.class_names)} classes shown"
+    if gt is not None:
+        line += f" · ground truth: {gt.source} ({len(gt)} boxes)"
+    return line
+
+
 class DenoisingHandlers:
     """The denoising view's handlers (mixed into ``app.explorer.Explorer``)."""
 
-    def _views(self, traj: Trajectory, source: ImageSource, gt: GroundTruth | None, display: Display) -> dict:
-        """Denoising view, step statistics, results figure, table and metrics for one run."""
+    def _views(self, traj: Trajectory, source: ImageSource, gt: GroundTruth | None, display: Display,
+               position: int | None = None) -> dict:
+        """Denoising view (opened at slider ``position``, None = the final detections), step statistics,
+        convergence view, results figure, table, metrics and status line for one run."""
         view = display.view(traj.class_names, traj.num_stages)
         gt_boxes = gt.boxes_xyxy if gt is not None and len(gt) else None
         det = traj.detections
@@ -449,7 +466,7 @@ class DenoisingHandlers:
             ap = image_ap(traj, gt.boxes_xyxy, gt.labels) if len(gt) else None
             metrics = self._metrics_markdown(ap, matching, display.score_threshold, traj.class_names, gt)
         ious = stage_ious(traj, gt_boxes, view.stage)
-        denoise = denoise_figure(traj, source, view, gt_boxes, ious, det_match)
+        denoise = denoise_figure(traj, source, view, gt_boxes, ious, det_match, active=position)
         stats = step_stats_figure(traj, display.score_threshold, view.stage)
         kept_ious = best_iou(det.boxes_xyxy[keep], gt_boxes) if gt_boxes is not None else None
         results = results_figure(
@@ -458,22 +475,27 @@ class DenoisingHandlers:
             gt_boxes=gt.boxes_xyxy if gt is not None else None, gt_labels=gt.labels if gt is not None else None,
             gt_matched=matching.gt_matched if matching else None, view=view)
         table = self._table(traj, keep, matching, kept_ious)
+        converge = convergence_figure(traj, source, view, gt_boxes=gt_boxes)
         return {"denoise": denoise, "stats": stats, "results": results, "table": table, "metrics": metrics,
-                "shown": int(keep.sum())}
+                "shown": int(keep.sum()), "convergence": converge,
+                "status": status_line(traj, display, int(keep.sum()), gt)}
 
     def render(self, traj_file: str | None, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                score_threshold: Any, classes: Any, show_labels: Any, show_scores: Any, line_width: Any, stage: Any,
-               show_gt: Any, show_tracks: Any) -> tuple:
-        """Redraw the denoising view, statistics, results, table and metrics from the stored run (no sampling)."""
+               show_gt: Any, show_tracks: Any, position: Any = None) -> tuple:
+        """Redraw the status line, denoising view, statistics, results, table, metrics and convergence view from the
+        stored run (no sampling). ``position``: the denoising slider's position to keep (the browser sends it)."""
         traj = self.trajectory(traj_file)
         if traj is None or not image_path:
-            return (gr.skip(),) * 5
+            return (gr.skip(),) * 7
         source = self.image_source(image_path)
         if (source.height, source.width) != tuple(traj.image_size_hw):
-            return (gr.skip(),) * 5  # a new image is in; its run will redraw everything
+            return (gr.skip(),) * 7  # a new image is in; its run will redraw everything
         display = Display.from_controls(score_threshold, classes, show_labels, show_scores, line_width, stage,
                                         show_gt, show_tracks)
         gt, _ = self.ground_truth(image_path, traj.image_size_hw, gt_file, use_example_gt, traj.class_names)
-        views = self._views(traj, source, gt, display)
-        return views["denoise"], views["stats"], views["results"], views["table"], views["metrics"]
+        keep = None if position in (None, "") else number(position, 0, 0, 10_000, "Position", integer=True)
+        views = self._views(traj, source, gt, display, keep)
+        return (views["status"], views["denoise"], views["stats"], views["results"], views["table"], views["metrics"],
+                views["convergence"])
 
