@@ -119,8 +119,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[image_in], label="Example scenes",
                                 examples_per_page=12, elem_id="examples")
                 with gr.Row(elem_classes="compact-row"):
-                    teach_btn = gr.Button(f"🎓 {TEACHING.name}", size="sm", elem_id="preset-teaching")
-                    paper_btn = gr.Button(f"📄 {PAPER.name}", size="sm", elem_id="preset-paper")
+                    teach_btn = gr.Button(TEACHING.name, size="sm", elem_id="preset-teaching")
+                    paper_btn = gr.Button(PAPER.name, size="sm", elem_id="preset-paper")
                 gr.Markdown(f"**Teaching** (the default): {TEACHING.note}. **Paper**: {PAPER.note}.",
                             elem_id="preset-note")
                 detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
@@ -348,7 +348,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
 
 def launch(demo: gr.Blocks | None = None, explorer: Explorer | None = None, **overrides: Any) -> gr.Blocks:
     """Run the first example (so the first page view is a cache hit), queue and launch with the app's limits. Server
-    name and port come from GRADIO_SERVER_NAME / _PORT (Spaces sets them) unless passed; only the examples folder is served from disk besides Gradio's own cache."""
+    name and port come from GRADIO_SERVER_NAME / _PORT (Spaces sets them) unless passed; only the examples folder
+    is served from disk besides Gradio's own cache."""
     explorer = explorer or Explorer()
     demo = demo or build_demo(explorer)
     seconds = explorer.warm_first_view()  # the page opens with the first example already detected

@@ -49,7 +49,8 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
     fig = P.validate_figure(denoising.denoise_figure(traj, image, gt_boxes=GT))
     slider = fig.layout.sliders[0]
     assert len(slider.steps) == 2 * 3 + 1 and slider.active == 6
-    assert [s.label for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
+    assert [s.value for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
+    assert [s.label for s in slider.steps] == ["1", " ", "2", " ", "3", " ", "final"]  # ticks: step numbers
     assert all(s.method == "restyle" for s in slider.steps)
     positions = shown(fig)
     switched = slider.steps[0].args[1]
@@ -58,15 +59,20 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
     # before; the figure holds one set of slots, not one set of traces per position.
     assert all(list(s.args[1]) == list(switched) for s in slider.steps)
     assert len({tuple(sorted(s.args[0])) for s in slider.steps}) == 1
-    assert len(fig.data) <= 3 + max(len(p) for p in positions)
+    assert len(fig.data) < sum(len(p) for p in positions)
+    assert "visible" not in slider.steps[0].args[0]  # visibility belongs to the legend: hidden layers stay hidden
     # The figure opens at the slider's active position; every position shows something else.
-    as_opened = [t for t in fig.to_dict()["data"] if t.get("visible", True) is True]
+    def drawn(trace: dict) -> bool:  # not a legend-only key, not an empty slot
+        x = trace.get("x")
+        return x is None or (len(x) > 0 and not (len(x) == 1 and x[0] is None))
+
+    as_opened = [t for t in fig.to_dict()["data"] if t.get("visible", True) is True and drawn(t)]
     assert [t["name"] for t in as_opened] == [t["name"] for t in positions[-1]]
     # Exactly one caption per position, naming it.
     for traces, step in zip(positions, slider.steps):
         captions = [t["text"][0] for t in traces if t["name"] == "caption"]
         assert len(captions) == 1
-        expected = "Final detections" if step.label == "final" else f"Step {step.label.split('·')[0]}/3"
+        expected = "Final detections" if step.value == "final" else f"Step {step.value.split('·')[0]}/3"
         assert expected in captions[0]
     assert len({tuple(t["text"][0] for t in p if t["name"] == "caption") for p in positions}) == len(positions)
     # The image and ground truth are shown at every position; the image travels as a data URI.
@@ -277,3 +283,39 @@ def test_convergence_figure_has_toggleable_layers(image) -> None:
     assert len(xt_traces) >= 4 and all(t.legendgroup == "xt" for t in xt_traces)
     assert fig.layout.legend.itemclick is not False
     assert len(fig.layout.meta["mean_xt"]) == 4
+
+
+def test_slider_ticks_stay_readable_at_many_steps(image) -> None:
+    traj = support.make_trajectory(steps=30, stages=1, proposals=6)
+    labels = [s.label for s in P.validate_figure(denoising.denoise_figure(traj, image)).layout.sliders[0].steps]
+    numbered = [v for v in labels if v.strip() and v != "final"]
+    assert len(labels) == 61 and 10 <= len(numbered) <= 16 and "1" in numbered and "30" in numbered
+
+
+def test_placed_labels_never_overlap_and_prefer_high_scores() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 600, (60, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + 40], axis=1)
+    scores = rng.uniform(0, 1, 60)
+    texts = [f"potted_meat_can {s:.2f}" for s in scores]
+    kept = P.placed_labels(boxes, texts, scores, image_width=640, max_labels=15)
+    assert 0 < len(kept) <= 15 and int(np.argmax(scores)) in kept
+    px = 640 / P.LABEL_DRAWN_WIDTH
+    rects = [(boxes[i, 0], boxes[i, 1] - (P.LABEL_FONT_PX + 4) * px,
+              boxes[i, 0] + (len(texts[i]) * P.LABEL_CHAR_PX + 4) * px, boxes[i, 1]) for i in kept]
+    for a in range(len(rects)):
+        for b in range(a + 1, len(rects)):
+            ra, rb = rects[a], rects[b]
+            assert not (ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3])
+
+
+def test_tracks_follow_only_surviving_proposals(image) -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    view = denoising.ViewOptions(score_threshold=0.5)
+    fig = denoising.denoise_figure(traj, image, view)
+    final = support.traces_at(fig, len(fig.layout.sliders[0].steps) - 1)
+    track = [t for t in final if t["name"] == "centre tracks"][0]
+    paths = np.isnan(np.asarray(track["x"], np.float64)).sum()  # one NaN ends each path
+    survivors = int((traj.scores[-1, -1] >= 0.5).sum())
+    assert 0 < paths <= survivors < 12
+    assert track["line"]["color"].endswith("0.4)")  # faint

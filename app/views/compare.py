@@ -43,11 +43,11 @@ def compare_figure(
     active = count - 1
     flat: list[dict] = []
     slotted = []
-    for (static, (slot_count, slots), axes), pos_list in zip(panels, pos_lists):
+    for (static, (roles, slots), axes), pos_list in zip(panels, pos_lists):
         local = round(active * (len(pos_list) - 1) / max(count - 1, 1))
         flat.extend(static)
-        slotted.append((list(range(len(flat), len(flat) + slot_count)), slots))
-        flat.extend(_slot_traces(slots[local], axes))
+        slotted.append((list(range(len(flat), len(flat) + len(roles))), slots))
+        flat.extend(_slot_traces(slots[local], roles, axes))
     slider = _slider(slotted, pos_lists, active)
     layout.update({"height": image_plot_height(image.width, image.height, columns=2) + 40 + 70, "sliders": [slider],
                    "showlegend": False, "margin": {"l": 8, "r": 8, "t": 40, "b": 70}})

@@ -18,7 +18,7 @@ from app.inputs import GroundTruth
 from app.plotting import (
     FAINT_COLOUR, FRESH_COLOUR, GT_COLOUR, HEATMAP_COLOUR, NOISE_COLOUR, OPACITY_EDGES, OPACITY_LEVELS,
     RENEW_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
-    label_strings, lines, make_figure, message_figure, opacity_level, rect_path, rgba,
+    label_strings, lines, make_figure, message_figure, opacity_level, placed_labels, rect_path, rgba,
 )
 from app.views.convergence import convergence_figure
 from app.views.results import results_figure
@@ -52,7 +52,7 @@ def positions(traj: Trajectory, stage: int = -1) -> list[Position]:
 def _scored_box_traces(
     boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], view: ViewOptions,
     axes: tuple[str, str], hover_rows: list[list], hover_template: str, box_ids: np.ndarray,
-    renewed: np.ndarray | None = None,
+    renewed: np.ndarray | None = None, image_width: int = 640,
 ) -> list[dict]:
     """Line traces for one set of scored boxes, a text trace and a hover trace.
 
@@ -80,14 +80,18 @@ def _scored_box_traces(
             width = view.line_width if scores[pick].min() >= view.score_threshold else thin
             traces.append(lines(*rect_path(boxes[pick]), rgba(class_colour(label), OPACITY_LEVELS[int(level)]),
                                  width, name=str(class_names[int(label)]), axes=axes))
-    above = scores >= view.score_threshold
-    if (view.show_labels or view.show_scores) and above.any():
+    above = np.flatnonzero(scores >= view.score_threshold)
+    if (view.show_labels or view.show_scores) and len(above):
         names = [str(class_names[int(k)]) for k in labels[above]]
+        texts = label_strings(names, scores[above], view.show_labels, view.show_scores)
+        # label only boxes whose labels do not collide (best first); hover names the rest
+        pick = placed_labels(boxes[above], texts, scores[above], image_width)
+        shown = above[pick]
         traces.append({
-            "type": "scatter", "mode": "text", "x": boxes[above, 0], "y": boxes[above, 1],
-            "text": label_strings(names, scores[above], view.show_labels, view.show_scores),
+            "type": "scatter", "mode": "text", "x": boxes[shown, 0], "y": boxes[shown, 1],
+            "text": [texts[j] for j in pick],
             "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
-            "textfont": {"color": [class_colour(k) for k in labels[above]], "size": 11, "shadow": "auto",
+            "textfont": {"color": [class_colour(k) for k in labels[shown]], "size": 11, "shadow": "auto",
                          "weight": 600},
             "xaxis": axes[0], "yaxis": axes[1],
         })
@@ -156,7 +160,7 @@ def _position_traces(
                     "box #%{customdata[2]} · %{customdata[4]}<br>IoU with best ground truth: %{customdata[3]}"
                     "<extra></extra>")
         return _scored_box_traces(boxes, scores, labels, names, view, axes, rows, template, np.arange(n),
-                                  renewed=renewed if s < steps - 1 else None)
+                                  renewed=renewed if s < steps - 1 else None, image_width=traj.image_size_hw[1])
     det = traj.detections
     m = len(det)
     ious = gt_ious.get("final") if gt_ious else None
@@ -168,49 +172,45 @@ def _position_traces(
                 "from step %{customdata[2]}<br>IoU with best ground truth: %{customdata[3]} · "
                 "%{customdata[5]}<extra></extra>")
     return _scored_box_traces(det.boxes_xyxy, det.scores, det.labels, names, view, axes, rows, template,
-                              np.arange(m))
+                              np.arange(m), image_width=traj.image_size_hw[1])
 
 
 def _track_traces(traj: Trajectory, pos_list: list[Position], view: ViewOptions, axes: tuple[str, str]) -> list[dict]:
-    """For each position p, the centre paths up to p (breaks where a slot was renewed) of the proposals that read as
-    boxes there: those whose latest prediction scored at least ``OPACITY_EDGES[0]`` (at the final position: the
-    score threshold). The faint rest would add clutter, and every drawn track costs slider time (~10 ms for 100)."""
+    """For each position, the paths of the noisy boxes' centres x_t step by step up to that position (the DDIM
+    trajectory in box space; at the final position it ends at the last prediction), for the slots that survive:
+    never renewed after the path starts, and scoring at least the score threshold at the last step. Drawn faint, so
+    they show the walk without covering the image; every drawn track costs slider time (~10 ms for 100)."""
     if not view.show_tracks:
         return [{}] * len(pos_list)
     stage = view.stage % traj.num_stages
     s_count, n = traj.boxes_in_xyxy.shape[:2]
-    # centres[2s] = input of step s, centres[2s + 1] = prediction of step s: (2S, N, 2)
-    centres = np.empty((2 * s_count, n, 2), np.float32)
-    centres[0::2] = (traj.boxes_in_xyxy[..., :2] + traj.boxes_in_xyxy[..., 2:]) / 2
-    centres[1::2] = (traj.boxes_xyxy[:, stage, :, :2] + traj.boxes_xyxy[:, stage, :, 2:]) / 2
-    breaks = np.zeros((2 * s_count, n), bool)  # breaks[k]: no segment between point k-1 and k
+    centres = (traj.boxes_in_xyxy[..., :2] + traj.boxes_in_xyxy[..., 2:]) / 2  # (S, N, 2) x_t centres
+    last = (traj.boxes_xyxy[-1, stage, :, :2] + traj.boxes_xyxy[-1, stage, :, 2:]) / 2  # (N, 2)
+    start = np.zeros(n, np.int64)  # first step of each slot's last life
     if traj.renewed is not None:
-        breaks[2::2] = traj.renewed[:-1]
-    # At the final position only the slots that ended above the score threshold keep their track: how the boxes
-    # that became detections travelled, without the clutter of the rest.
-    kept = traj.scores[-1, stage] >= view.score_threshold  # (N,)
+        for s in range(s_count - 1):
+            start[traj.renewed[s]] = s + 1
+    survivors = np.flatnonzero(traj.scores[-1, stage] >= view.score_threshold)
+    if view.classes_shown is not None:
+        survivors = survivors[np.isin(traj.labels[-1, stage, survivors], list(view.classes_shown))]
     out = []
-    for p in range(len(pos_list)):
-        last = min(p, 2 * s_count - 1)
-        if last < 1:
+    for pos in pos_list:
+        upto = s_count - 1 if pos.kind == "final" else pos.step  # x_t points 0 .. upto
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        for slot in survivors:
+            pts = centres[start[slot]:upto + 1, slot]
+            if pos.kind == "final":
+                pts = np.concatenate([pts, last[slot:slot + 1]])
+            if len(pts) < 2:
+                continue
+            xs.append(np.append(pts[:, 0], np.nan))
+            ys.append(np.append(pts[:, 1], np.nan))
+        if not xs:
             out.append({})
             continue
-        pts = centres[:last + 1]  # (P, N, 2)
-        # Each slot's path, slot after slot: its points, a NaN gap where it was renewed and one after its end.
-        gap = np.full((1, n, 2), np.nan, np.float32)
-        seq = np.concatenate([np.stack([np.where(breaks[:last + 1, :, None], np.nan, pts), pts], axis=1)
-                              .reshape(-1, n, 2), gap])  # (2P + 1, N, 2): [gap-or-copy, point] ..., end gap
-        used = np.ones(seq.shape[:2], bool)  # drop the copies (only the gaps are needed): half the points
-        used[0:-1:2] = breaks[:last + 1]
-        if pos_list[p].kind == "final":
-            slots = kept
-        else:  # the slots whose latest prediction scored at least the first opacity edge (they read as boxes)
-            latest = (last - 1) // 2  # the step of the last prediction shown up to p
-            slots = traj.scores[latest, stage] >= OPACITY_EDGES[0]
-        seq, used = seq[:, slots].transpose(1, 0, 2), used[:, slots].T  # (N', 2P + 1, 2), (N', 2P + 1)
-        xs, ys = seq[used][:, 0], seq[used][:, 1]
-        out.append(lines(xs.astype(np.float32), ys.astype(np.float32), "rgba(255,255,255,0.45)", 1,
-                          name="centre tracks", axes=axes))
+        out.append(lines(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32),
+                         "rgba(255,255,255,0.4)", 1, name="centre tracks", axes=axes))
     return out
 
 
@@ -227,8 +227,9 @@ def _panel(
     if view.show_gt and gt_boxes is not None and len(gt_boxes):
         xs, ys = rect_path(gt_boxes)
         width = max(1.0, view.line_width * 0.75)
-        static.append(lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes))
-        static.append(lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes))
+        static.append(lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes,
+                            legendgroup="gt"))
+        static.append(lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes, legendgroup="gt"))
     per_position: list[list[dict]] = []
     for pos, track in zip(pos_list, _track_traces(traj, pos_list, view, axes)):
         traces = [track] if track else []
@@ -242,8 +243,8 @@ def _panel(
     return static, per_position, pos_list
 
 
-def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[tuple[str, str, str]]:
-    """(symbol, colour, name) rows of the denoising view's key."""
+def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, str]]:
+    """(symbol, colour, name) rows of the class-colour key drawn under the layer legend."""
     stage = view.stage % traj.num_stages
     confident = traj.scores[:, stage] >= view.score_threshold  # (S, N)
     used = set(np.unique(traj.labels[:, stage][confident]).tolist())
@@ -252,14 +253,8 @@ def _legend_keys(traj: Trajectory, view: ViewOptions, has_gt: bool) -> list[tupl
         used &= set(view.classes_shown)
     keys = [("━━", class_colour(k), traj.class_names[k]) for k in sorted(used)]
     keys.append(("━━", "#9CA3AF", f"score < {OPACITY_EDGES[0]:g}"))
-    keys.append(("━━", "#9CA3AF", "noise in"))
     if traj.renewed is not None and traj.renewed.any():
-        keys.append(("┅┅", FRESH_COLOUR, "renewed"))
-        keys.append(("✕", RENEW_COLOUR, "to renew"))
-    if traj.from_heatmap is not None and traj.from_heatmap.any():
-        keys.append(("━━", HEATMAP_COLOUR, "from heatmap"))
-    if has_gt and view.show_gt:
-        keys.append(("╍╍", GT_COLOUR, "ground truth"))
+        keys.append(("✕", RENEW_COLOUR, "renewed after this step"))
     return keys
 
 
@@ -271,24 +266,49 @@ def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: floa
             "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
 
 
-# Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption).
-SLOT_ROLES = ("boxes", "centre tracks", "hover", "labels", "caption")
+# Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption), and the legend
+# layer each role belongs to: a legend click hides the layer's slots, and since the slider never restyles
+# ``visible`` (an unused slot is emptied instead), the layer stays hidden while scrubbing or playing.
+SLOT_ROLES = ("noise", "renewed", "heatmap", "boxes", "centre tracks", "hover", "labels", "caption")
+LAYERS: dict[str, tuple[str, str, str]] = {  # role -> (legend group, legend name, key colour)
+    "noise": ("noise", "noise boxes x_t (fed in)", NOISE_COLOUR),
+    "renewed": ("renewed", "renewed: fresh noise", FRESH_COLOUR),
+    "heatmap": ("heatmap", "drawn from heatmap peaks", HEATMAP_COLOUR),
+    "boxes": ("boxes", "predicted boxes (class colour)", "#4C78A8"),
+    "centre tracks": ("tracks", "centre tracks", "#9CA3AF"),
+    "labels": ("labels", "labels", "#111827"),
+}
 
 
 def _slot_role(trace: dict) -> str:
-    if trace["name"] in ("centre tracks", "labels", "caption"):
-        return trace["name"]
-    return "hover" if trace["mode"] == "markers" else "boxes"
+    name = trace["name"]
+    if name in ("centre tracks", "labels", "caption"):
+        return name
+    if trace["mode"] == "markers":
+        return "hover"
+    if name == "noise" or name.startswith("carried over"):
+        return "noise"
+    if name.startswith("renewed"):
+        return "renewed"
+    if name.startswith("drawn from heatmap"):
+        return "heatmap"
+    return "boxes"
 
 
-def _slots(per_position: list[list[dict]]) -> tuple[int, list[list[dict | None]]]:
-    """Lay every position's traces onto one shared set of slot traces, role by role: returns the slot count and, per
-    position, the trace each slot shows there (None = the slot is hidden there)."""
+def _empty_slot(role: str) -> dict:
+    return {"type": "scatter", "mode": "markers" if role == "hover" else "lines", "x": [], "y": [], "name": "",
+            "hoverinfo": "skip", "showlegend": False}
+
+
+def _slots(per_position: list[list[dict]]) -> tuple[list[str], list[list[dict]]]:
+    """Lay every position's traces onto one shared set of slot traces, role by role: returns each slot's role and,
+    per position, the trace each slot shows there (an empty trace where the slot has nothing to show)."""
     grouped = [{role: [t for t in traces if _slot_role(t) == role] for role in SLOT_ROLES} for traces in per_position]
     widths = {role: max((len(g[role]) for g in grouped), default=0) for role in SLOT_ROLES}
-    layout = [[*(g[role] + [None] * (widths[role] - len(g[role])) for role in SLOT_ROLES)] for g in grouped]
-    layout = [[t for role_slots in row for t in role_slots] for row in layout]
-    return sum(widths.values()), layout
+    roles = [role for role in SLOT_ROLES for _ in range(widths[role])]
+    layout = [[t for role in SLOT_ROLES for t in g[role] + [_empty_slot(role)] * (widths[role] - len(g[role]))]
+              for g in grouped]
+    return roles, layout
 
 
 def _flatten(trace: dict, prefix: str = "") -> dict[str, Any]:
@@ -313,49 +333,83 @@ def _typed_array(value: Any) -> Any:
     return value
 
 
-def _restyle_args(shown: list[dict | None], keys: Sequence[str]) -> dict[str, list]:
+def _restyle_args(shown: list[dict], keys: Sequence[str]) -> dict[str, list]:
     """One ``Plotly.restyle`` update that turns the slot traces into ``shown`` (one entry per slot): for each of
     ``keys`` (every attribute any position sets, so nothing lingers from the position shown before), per slot its
-    value or None (restyle resets that attribute to its default); empty slots hidden."""
-    flat = [_flatten(t) if t is not None else {} for t in shown]
-    args: dict[str, list] = {"visible": [t is not None for t in shown]}
-    for key in keys:
-        args[key] = [_typed_array(f.get(key)) for f in flat]
-    return args
+    value or None (restyle resets that attribute to its default). ``visible`` is left alone: it belongs to the
+    legend."""
+    flat = [_flatten(t) for t in shown]
+    return {key: [_typed_array(f.get(key)) for f in flat] for key in keys}
 
 
-def _slider(panels: list[tuple[list[int], list[list[dict | None]]]], pos_lists: list[list[Position]], active: int,
+def slider_label(pos: "Position", steps: int) -> str:
+    """A tick label that stays readable at any number of steps: the step number under its input position (every
+    k-th step when there are many), nothing under predictions, "final" at the end."""
+    every = max(1, int(np.ceil(steps / 12)))
+    if pos.kind == "final":
+        return "final"
+    if pos.kind == "in" and (pos.step % every == 0 or pos.step == steps - 1):
+        return str(pos.step + 1)
+    return " "
+
+
+def _slider(panels: list[tuple[list[int], list[list[dict]]]], pos_lists: list[list[Position]], active: int,
             x: float = 0.02, length: float = 0.96) -> dict:
     """One restyle slider over positions. The positions share a few slot traces per panel (``panels``: each panel's
     slot trace indices and, per position, what each slot shows); a step restyles the slots' data and style, so the
     image and ground truth are left alone and the figure holds a dozen traces instead of one set per position (the
     per-step redraw cost grows with the figure's trace count). With two panels of different lengths, panel i shows
-    the position at the same fraction of its run."""
+    the position at the same fraction of its run. Ticks carry step numbers; the current position's full name shows
+    above the rail."""
     count = max(len(p) for p in pos_lists)
     longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
+    steps_count = max(p.step for p in longest)
     indices = [k for slot_ids, _ in panels for k in slot_ids]
-    keys = sorted({k for _, per_position in panels for slots in per_position for t in slots if t is not None
-                   for k in _flatten(t)} - {"type", "xaxis", "yaxis", "visible"})
+    keys = sorted({k for _, per_position in panels for slots in per_position for t in slots
+                   for k in _flatten(t)} - {"type", "xaxis", "yaxis", "visible", "legendgroup"})
     steps = []
     for p in range(count):
         local = [round(p * (len(pl) - 1) / max(count - 1, 1)) for pl in pos_lists]
         shown = [t for (_, per_position), q in zip(panels, local) for t in per_position[q]]
-        steps.append({"method": "restyle", "label": longest[p].label, "args": [_restyle_args(shown, keys), indices],
-                      "value": longest[p].label, "execute": True})
-    show_ticks = count <= 13
+        steps.append({"method": "restyle", "label": slider_label(longest[p], steps_count),
+                      "args": [_restyle_args(shown, keys), indices], "value": longest[p].label, "execute": True})
     return {
         "active": active, "steps": steps, "x": x, "len": length, "y": 0, "yanchor": "top", "pad": {"t": 8, "b": 4},
-        "currentvalue": {"visible": not show_ticks, "prefix": "position ", "xanchor": "left", "font": {"size": 12}},
-        "font": {"size": 10, "color": "#374151" if show_ticks else "rgba(0,0,0,0)"},
+        "currentvalue": {"visible": False}, "font": {"size": 11, "color": "#374151"},
         "ticklen": 4, "transition": {"duration": 0}, "name": "step",
     }
 
 
-def _slot_traces(slots: list[dict | None], axes: tuple[str, str]) -> list[dict]:
-    """The slot traces as the figure opens: what they show at the active position, empty hidden ones elsewhere."""
-    empty = {"type": "scatter", "mode": "lines", "x": [], "y": [], "visible": False, "hoverinfo": "skip",
-             "showlegend": False, "name": "slot", "xaxis": axes[0], "yaxis": axes[1]}
-    return [dict(t, visible=True) if t is not None else dict(empty) for t in slots]
+def _slot_traces(slots: list[dict], roles: list[str], axes: tuple[str, str]) -> list[dict]:
+    """The slot traces as the figure opens (what they show at the active position), each in its role's legend
+    group."""
+    out = []
+    for trace, role in zip(slots, roles):
+        group = LAYERS.get(role, (role,))[0]
+        out.append(dict(trace, visible=True, legendgroup=group, xaxis=axes[0], yaxis=axes[1]))
+    return out
+
+
+def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
+    """Legend-only traces, one per layer present, in the layers' legend groups: clicking one hides the layer."""
+    keys = []
+    for role in dict.fromkeys(roles):
+        if role in LAYERS:
+            group, name, colour = LAYERS[role]
+            keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": name,
+                         "legendgroup": group, "showlegend": True, "hoverinfo": "skip",
+                         "line": {"color": colour, "width": 3, "dash": "dot" if role == "renewed" else "solid"}})
+    if has_gt:
+        keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": "ground truth",
+                     "legendgroup": "gt", "showlegend": True, "hoverinfo": "skip",
+                     "line": {"color": GT_COLOUR, "width": 2, "dash": "dash"}})
+    return keys
+
+
+def interactive_legend(x: float = 0.84) -> dict:
+    return {"x": x, "xanchor": "left", "y": 1.0, "yanchor": "top", "itemclick": "toggle",
+            "itemdoubleclick": "toggleothers", "groupclick": "togglegroup", "bgcolor": "rgba(255,255,255,0.85)",
+            "font": {"size": 11}, "title": {"text": "layers (click to hide)", "font": {"size": 11}}}
 
 
 def denoise_figure(
@@ -375,15 +429,18 @@ def denoise_figure(
     axes = ("x", "y")
     static, per_position, pos_list = _panel(traj, image, view, axes, gt_boxes, gt_ious, det_match)
     active = len(pos_list) - 1 if active is None else int(np.clip(active, 0, len(pos_list) - 1))
-    count, slots = _slots(per_position)
-    traces = static + _slot_traces(slots[active], axes)
-    keys = _legend_keys(traj, view, gt_boxes is not None and len(gt_boxes) > 0)
+    roles, slots = _slots(per_position)
+    has_gt = view.show_gt and gt_boxes is not None and len(gt_boxes) > 0
+    legend = layer_legend(roles, has_gt)
+    traces = static + _slot_traces(slots[active], roles, axes) + legend
+    keys = _legend_keys(traj, view)
     xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
-    slot_ids = list(range(len(static), len(static) + count))
+    slot_ids = list(range(len(static), len(static) + len(roles)))
     slider = _slider([(slot_ids, slots)], [pos_list], active, length=0.8)
     layout = {
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
-        "sliders": [slider], "showlegend": False, "annotations": [key_annotation(keys, x=0.84)],
+        "sliders": [slider], "showlegend": True, "legend": interactive_legend(0.84),
+        "annotations": [key_annotation(keys, x=0.84, y=0.42)],
         "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
         "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width]},
     }
@@ -432,7 +489,8 @@ def status_line(traj: Trajectory, display: Display, shown: int, gt: GroundTruth 
     """What the views show, in one line: detections at the threshold, the run's settings, the ground truth."""
     s = traj.settings
     renewal = "renewal on" if s.get("box_renewal") else "renewal off"
-    line = (f"**{shown} detection(s)** with score ≥ {display.score_threshold:.2f} (of {len(traj.detections)} kept) · "
+    line = (f"**{shown} detection(s)** with score ≥ {display.score_threshold:.2f} "
+            f"(of {len(traj.detections)} kept) · "
             f"{traj.num_steps} DDIM step(s), {traj.boxes_in_xyxy.shape[1]} proposals, eta {s.get('eta', 1.0):g}, "
             f"{renewal}, seed {s.get('seed', '?')} · image {traj.image_size_hw[1]} x {traj.image_size_hw[0]}")
     if display.classes is not None and len(display.classes) < len(traj.class_names):

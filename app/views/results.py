@@ -14,7 +14,8 @@ from app.evaluation import Matching
 from app.inputs import GroundTruth
 from app.plotting import (
     FN_COLOUR, FP_COLOUR, GT_COLOUR, TP_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes,
-    image_plot_height, iou_strings, label_strings, legend_key, legend_layout, lines, make_figure, rect_path,
+    image_plot_height, iou_strings, label_strings, legend_key, legend_layout, lines, make_figure, placed_labels,
+    rect_path,
 )
 
 def results_figure(
@@ -38,35 +39,42 @@ def results_figure(
         for key, colour, name in groups:
             pick = status == key
             if pick.any():
-                data.append(lines(*rect_path(boxes[pick]), colour, view.line_width, name=name))
-            data.append(legend_key(name, colour))
+                data.append(lines(*rect_path(boxes[pick]), colour, view.line_width, name=name, legendgroup=key))
+            data.append(legend_key(name, colour, group=key))
         missed = ~np.asarray(gt_matched, bool)
         if missed.any():
-            data.append(lines(*rect_path(gt_boxes[missed]), FN_COLOUR, view.line_width, name="missed", dash="dash"))
+            data.append(lines(*rect_path(gt_boxes[missed]), FN_COLOUR, view.line_width, name="missed", dash="dash",
+                              legendgroup="FN"))
         if (~missed).any() and view.show_gt:
-            data.append(lines(*rect_path(gt_boxes[~missed]), GT_COLOUR, 1, name="found gt", dash="dash"))
-        data.append(legend_key("false negative (missed)", FN_COLOUR, dash="dash"))
+            data.append(lines(*rect_path(gt_boxes[~missed]), GT_COLOUR, 1, name="found gt", dash="dash",
+                              legendgroup="gt"))
+            data.append(legend_key("ground truth (found)", GT_COLOUR, dash="dash", group="gt"))
+        data.append(legend_key("false negative (missed)", FN_COLOUR, dash="dash", group="FN"))
         if len(gt_boxes) and missed.any():
             centres = box_centres(gt_boxes[missed])
             data.append({"type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1],
                          "showlegend": False, "name": "missed", "marker": {"size": 7, "color": FN_COLOUR},
+                         "legendgroup": "FN",
                          "text": [f"missed {class_names[int(k)]}" for k in gt_labels[missed]],
                          "hovertemplate": "<b>%{text}</b> (false negative)<extra></extra>"})
     else:
         for label in np.unique(labels):
             pick = labels == label
             data.append(lines(*rect_path(boxes[pick]), class_colour(label), view.line_width,
-                               name=class_names[int(label)]))
+                              name=class_names[int(label)], legendgroup=class_names[int(label)]))
             data.append(legend_key(class_names[int(label)], class_colour(label)))
     if len(boxes):
         names = [str(class_names[int(k)]) for k in labels]
         if view.show_labels or view.show_scores:
             colours = ([TP_COLOUR if s == "TP" else FP_COLOUR for s in status] if have_gt
                        else [class_colour(k) for k in labels])
-            data.append({"type": "scatter", "mode": "text", "x": boxes[:, 0], "y": boxes[:, 1],
-                         "text": label_strings(names, scores, view.show_labels, view.show_scores),
-                         "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
-                         "textfont": {"color": colours, "size": 11, "shadow": "auto", "weight": 600}})
+            texts = label_strings(names, scores, view.show_labels, view.show_scores)
+            pick = placed_labels(boxes, texts, scores, image.width)  # no colliding labels; hover names the rest
+            data.append({"type": "scatter", "mode": "text", "x": boxes[pick, 0], "y": boxes[pick, 1],
+                         "text": [texts[i] for i in pick], "textposition": "top right", "hoverinfo": "skip",
+                         "showlegend": False, "name": "labels",
+                         "textfont": {"color": [colours[i] for i in pick], "size": 11, "shadow": "auto",
+                                      "weight": 600}})
         centres = box_centres(boxes)
         iou_text = iou_strings(best_iou, len(boxes))
         rows = [[names[i], float(scores[i]), iou_text[i], str(status[i]) if have_gt else "no ground truth", i]
