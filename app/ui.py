@@ -33,7 +33,41 @@ CSS = """
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
 #play-row { align-items: center; }
+/* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
+@media (max-width: 768px) {
+  #main-row { flex-direction: column; flex-wrap: nowrap; }
+  #controls-col { display: contents; }
+  #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: hidden; }
+  #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
+  #controls-col > .phone-late { order: 2; }
+}
 """
+
+# On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
+# figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio.
+# Checked once a second, because every redraw from the server brings the desktop layout back.
+SMALL_SCREEN_JS = """() => {
+  if (window.innerWidth >= 768) return;
+  const sidebar = document.querySelector('#walkthrough-sidebar');
+  if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
+  const fit = () => {
+    if (!window.Plotly) return;
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot']) {
+      const gd = document.querySelector(`#${id} .js-plotly-plot`);
+      if (!gd || !gd.layout || !gd.layout.xaxis || gd.layout.legend && gd.layout.legend.orientation === 'h') continue;
+      const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
+      const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+      const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
+      const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
+                      'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': 170,
+                      'height': Math.round(width / panels * aspect) + 250};
+      if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
+      (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
+      window.Plotly.relayout(gd, update);
+    }
+  };
+  setInterval(fit, 1000);
+}"""
 
 # Play / pause of the denoising slider, in the browser: each tick applies the next slider step's restyle with
 # Plotly (as a click on the slider would) and moves the slider; it stops at the last position. No server call.
@@ -109,8 +143,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     "on PROPS table-top scenes (10 YCB objects), with the centre-heatmap head of the PROPS paper.")
         with gr.Sidebar(position="right", open=True, width=320, label="Walkthrough", elem_id="walkthrough-sidebar"):
             gr.Markdown(WALKTHROUGH, elem_id="walkthrough")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=330):
+        with gr.Row(equal_height=False, elem_id="main-row"):
+            with gr.Column(scale=1, min_width=330, elem_id="controls-col"):
                 image_in = SafeImage(label="Image (upload, webcam or paste)", type="filepath",
                                      sources=["upload", "webcam", "clipboard"], height=260, elem_id="input-image",
                                      webcam_options=gr.WebcamOptions(mirror=False))
@@ -124,20 +158,20 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                 gr.Markdown(f"**Teaching** (the default): {TEACHING.note}. **Paper**: {PAPER.note}.",
                             elem_id="preset-note")
                 detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
-                with gr.Accordion("Ground truth (optional)", open=False):
+                with gr.Accordion("Ground truth (optional)", open=False, elem_classes="phone-late"):
                     gt_file = gr.File(label="PROPS or COCO annotation JSON", file_types=[".json"], type="filepath",
                                       elem_id="gt-file")
                     use_example_gt = gr.Checkbox(value=True, label="Use an example's own annotations",
                                                  info="examples/props.json holds the example scenes' boxes",
                                                  elem_id="use-example-gt")
-                with gr.Accordion("Model", open=False):
+                with gr.Accordion("Model", open=False, elem_classes="phone-late"):
                     checkpoint = gr.Dropdown(choices=checkpoints, value=default_ckpt, label="Checkpoint",
                                              info="*.safetensors in checkpoints/", elem_id="checkpoint")
                     ckpt_upload = gr.File(label=f"…or upload a .safetensors (≤ {MAX_CHECKPOINT_BYTES >> 20} MB)",
                                           file_types=[".safetensors"], type="filepath",
                                           elem_id="checkpoint-upload")
                     model_info = gr.Markdown(elem_id="model-info")
-                with gr.Accordion("Sampler", open=True):
+                with gr.Accordion("Sampler", open=True, elem_classes="phone-late"):
                     steps = gr.Slider(1, 20, value=TEACHING.steps, step=1, label="DDIM steps", elem_id="steps",
                                       info="how many times the boxes are denoised")
                     proposals = gr.Slider(1, 500, value=TEACHING.proposals, step=1,
@@ -164,7 +198,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     heatmap_init = gr.Slider(0, 1, value=0.0, step=0.05, label="Heatmap-guided proposals (ratio)",
                                              elem_id="heatmap-init", visible=has_heatmap,
                                              info="share of starting boxes centred on heatmap peaks")
-                with gr.Accordion("Display", open=True):
+                with gr.Accordion("Display", open=True, elem_classes="phone-late"):
                     score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
                                                 elem_id="score-threshold",
                                                 info="boxes below it are drawn thin and unlabelled")
@@ -191,7 +225,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                           elem_id="stage", visible=stages > 1,
                                           info="which refinement stage's boxes the 'out' positions show")
 
-            with gr.Column(scale=3, min_width=330):
+            with gr.Column(scale=3, min_width=330, elem_id="views-col"):
                 status = gr.Markdown("Pick an example scene or upload an image.", elem_id="status")
                 with gr.Tabs(elem_id="views"):
                     with gr.Tab("Denoising", id="denoise"):
@@ -343,6 +377,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # First view: the first example goes into the image, whose change event runs it (a cache hit when
         # ``Explorer.warm_first_view`` ran at start), so the page opens with detections drawn.
         demo.load(explorer.first_image, None, image_in, api_visibility="private", show_progress="hidden")
+        demo.load(None, None, None, js=SMALL_SCREEN_JS)
     return demo
 
 

@@ -154,11 +154,10 @@ def convergence_figure(traj: Trajectory, image: ImageSource, view: ViewOptions =
         data.append({"type": "scatter", "mode": "markers", "x": end_x, "y": end_y, "name": "renewed here",
                      "legendgroup": "lives", "showlegend": False, "hoverinfo": "skip",
                      "marker": {"symbol": "x-thin-open", "size": 8, "color": LIFE_COLOUR, "line": {"width": 1.5}}})
-    for label in np.unique(labels):
+    for j, label in enumerate(np.unique(labels)):
         pick = labels == label
         data.append(lines(*rect_path(final[pick]), class_colour(label), width + 0.5,
-                          name=f"final box: {traj.class_names[int(label)]}", legendgroup=f"final{int(label)}",
-                          showlegend=True))
+                          name="final box (class colour)", legendgroup="final", showlegend=j == 0))
     centres = box_centres(final)
     scores = traj.scores[-1, stage, slots]
     rows = [[str(traj.class_names[int(k)]), float(sc), int(slot), int(start[slot]) + 1]
@@ -189,11 +188,12 @@ def convergence_figure(traj: Trajectory, image: ImageSource, view: ViewOptions =
         "xaxis": xaxis, "yaxis": yaxis,
         "xaxis2": {"domain": [0.68, 1], "anchor": "y2", "title": {"text": "DDIM step"}, "dtick": 1 if s_count <= 12
                    else None, "range": [0.5, s_count + 0.5], "showgrid": False},
-        "yaxis2": {"domain": [0.3, 1], "anchor": "x2", "range": [0, 1.02], "title": {"text": "IoU with final box"},
+        "yaxis2": {"domain": [0.45, 1], "anchor": "x2", "range": [0, 1.02], "title": {"text": "IoU with final box"},
                    "gridcolor": "#eee"},
         "height": image_plot_height(image.width, image.height, low=300, high=560) + 60,
-        "legend": {"orientation": "h", "x": 0.68, "y": 0.22, "yanchor": "top", "font": {"size": 10},
-                   "bgcolor": "rgba(255,255,255,0.8)"},
+        "legend": {"orientation": "v", "x": 0.64, "xanchor": "left", "y": 0.3, "yanchor": "top", "font": {"size": 10},
+                   "tracegroupgap": 0, "bgcolor": "rgba(255,255,255,0.8)", "groupclick": "togglegroup",
+                   "title": {"text": "click to hide", "font": {"size": 10}}},
         "margin": {"l": 8, "r": 8, "t": 30, "b": 8},
         "title": {"text": f"The {len(slots)} best proposals from noise to their final box", "font": {"size": 13},
                   "x": 0.01, "xanchor": "left"},

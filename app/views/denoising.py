@@ -409,7 +409,7 @@ def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
 def interactive_legend(x: float = 0.84) -> dict:
     return {"x": x, "xanchor": "left", "y": 1.0, "yanchor": "top", "itemclick": "toggle",
             "itemdoubleclick": "toggleothers", "groupclick": "togglegroup", "bgcolor": "rgba(255,255,255,0.85)",
-            "font": {"size": 11}, "title": {"text": "layers (click to hide)", "font": {"size": 11}}}
+            "font": {"size": 11}, "tracegroupgap": 2, "title": {"text": "layers (click to hide)", "font": {"size": 11}}}
 
 
 def denoise_figure(
