@@ -234,10 +234,11 @@ def test_training_figure() -> None:
             {"iter": 100, "eval": {"AP": 0.4, "AP50": 0.6, "per_class": {"mug": 0.5, "cracker_box": 0.3}}}]
     fig = P.validate_figure(training.training_figure(rows, title="run"))
     names = [t.name for t in fig.data]
-    assert {"loss", "loss_ce", "AP", "AP50", "paper R-50, heatmap", "paper R-50, no heatmap"} <= set(names)
+    assert {"loss", "loss_ce", "AP", "AP50", "PROPS paper, R-50 with heatmap (real photos)",
+            "PROPS paper, R-50 without heatmap (real photos)"} <= set(names)
     ap = [t for t in fig.data if t.name == "AP"][0]
     assert list(ap.y) == [40.0]  # fractions are shown as percentages
-    bars = [t for t in fig.data if t.name == "paper R-50, heatmap"][0]
+    bars = [t for t in fig.data if t.name == "PROPS paper, R-50 with heatmap (real photos)"][0]
     assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
     empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())

@@ -43,7 +43,7 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
         "xaxis3": {"domain": [0, 1], "anchor": "y3", "tickangle": -20},
         "yaxis3": {"domain": [0, 0.34], "anchor": "x3", "title": {"text": "AP (%) per class"}, "rangemode": "tozero"},
         # Three legends, one beside each panel (losses: a scrollable column; click to show per-stage terms).
-        "legend": {"x": 0.37, "y": 1, "yanchor": "top", "font": small, "maxheight": 0.42, "tracegroupgap": 2},
+        "legend": {"x": 0.37, "y": 1, "yanchor": "top", "font": small, "maxheight": 0.3, "tracegroupgap": 2},
         "legend2": {"x": 0.6, "y": 1.0, "yanchor": "bottom", "orientation": "h", "font": small},
         "legend3": {"x": 0, "y": 0.36, "yanchor": "bottom", "orientation": "h", "font": small},
     }
@@ -75,12 +75,13 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
         per_class = {k: float(v) * scale for k, v in last["eval"]["per_class"].items() if isinstance(v, (int, float))}
         names = list(per_class)
         data.append({"type": "bar", "x": names, "y": [per_class[n] for n in names],
-                     "name": f"this run (iter {last['iter']})", "marker": {"color": "#E45756"},
+                     "name": f"this run, iter {last['iter']} (its own validation set)",
+                     "marker": {"color": "#E45756"},
                      "xaxis": "x3", "yaxis": "y3", "legend": "legend3"})
         known = [n for n in names if n in PAPER_PROPS_AP]
         if known:
-            for j, (label, colour) in enumerate((("paper R-50, no heatmap", "#BAB0AC"),
-                                                 ("paper R-50, heatmap", "#4C78A8"))):
+            for j, (label, colour) in enumerate((("PROPS paper, R-50 without heatmap (real photos)", "#BAB0AC"),
+                                                 ("PROPS paper, R-50 with heatmap (real photos)", "#4C78A8"))):
                 data.append({"type": "bar", "x": known, "y": [PAPER_PROPS_AP[n][j] for n in known], "name": label,
                              "marker": {"color": colour}, "xaxis": "x3", "yaxis": "y3", "legend": "legend3"})
     else:
@@ -125,4 +126,7 @@ class TrainingHandlers:
             best = max(evals, key=lambda r: float(r["eval"].get("AP") or -1))
             ap = float(best["eval"].get("AP") or 0) * ap_scale(rows)
             summary += f"; best AP {ap:.1f} at iteration {best['iter']}"
+        summary += ("\n\n**Not the same test.** This run's AP is measured on its own validation images (for the "
+                    "shipped model: rendered scenes); the paper's bars are its Table I, measured on real PROPS photos "
+                    "with a ResNet-50. A higher bar here does not mean this model beats the paper's on real photos.")
         return training_figure(rows, title=name), summary
