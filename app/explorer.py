@@ -241,8 +241,9 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                renewal_threshold: Any, ensemble: Any, nms: Any, nms_iou: Any, heatmap_init: Any,
                score_threshold: Any, classes: Any, show_labels: Any, show_scores: Any, line_width: Any, stage: Any,
                show_gt: Any, show_tracks: Any, min_radius: Any, rho: Any, heat_class: Any, heat_mode: Any,
-               target_class: Any) -> tuple:
-        """Run the detector and build every view. Returns, in order: status Markdown, denoising figure, step
+               target_class: Any, position: Any = None) -> tuple:
+        """Run the detector and build every view; the denoising slider opens at ``position`` (None: the final
+        detections). Returns, in order: status Markdown, denoising figure, step
         statistics, heatmap figure, target figure, results figure, detections table, metrics Markdown, download
         files, stored run (npz path), profile-box dropdown update, convergence figure."""
         if not image_path:
@@ -267,7 +268,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         source = self._image_sources.get(file_key(image_path) + (False,), lambda: ImageSource.from_array(image))
         light = self._image_sources.get(file_key(image_path) + (True,),
                                         lambda: ImageSource.from_array(image, max_side=960, quality=65))
-        views = self._views(traj, source, gt, display)
+        start = None if position in (None, "") else number(position, 0, 0, 10_000, "Position", integer=True)
+        views = self._views(traj, source, gt, display, start)
         heat = self._heatmap(traj, source, gt, display, heat_class, heat_mode, min_radius, rho)
         target, profile_update = self._target(light, traj.image_size_hw, traj.class_names, gt, traj, cfg,
                                               display.score_threshold, min_radius, rho, target_class, None)
@@ -281,13 +283,15 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                 views["convergence"])
 
     def detect_or_explain(self, *args: Any) -> tuple:
-        """``detect`` for the image-change event: a problem (a corrupt upload...) becomes a warning toast, the
-        status line and a message in the plot instead of error badges on every output."""
+        """``detect`` for the page's own events (Detect, a new image, a preset): a problem (a corrupt upload, a
+        checkpoint that does not fit...) becomes a warning toast and a message in the status line, and every view
+        keeps the previous run instead of showing error badges."""
         try:
             return self.detect(*args)
         except gr.Error as exc:
             gr.Warning(exc.message)
-            return self.empty_outputs(f"**Cannot run:** {exc.message}")
+            kept = " The views still show the previous run." if args and args[0] else ""
+            return (f"⚠️ **Cannot run:** {exc.message}{kept}",) + (gr.skip(),) * 11
 
     def empty_outputs(self, message: str) -> tuple:
         empty = message_figure(re.sub(r"[*`]", "", message))
@@ -367,6 +371,26 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         """The image the page opens with: the first example (None without examples)."""
         examples = self.example_paths()
         return str(examples[0]) if examples else None
+
+    def from_url(self, request: gr.Request | None = None) -> tuple:
+        """The view a shared link asks for (``?example=scene_03.jpg&steps=10&eta=0&renewal=0&proposals=50&seed=0
+        &threshold=0.3&pos=4``): the image (an example, by name) and the controls, then the slider position.
+        Parameters that are missing, unknown or out of range are left at the page's defaults: a link never fails."""
+        query = dict(request.query_params) if request is not None and request.query_params else {}
+        examples = {p.name: p for p in self.example_paths()}
+        image = str(examples[query["example"]]) if query.get("example") in examples else self.first_image()
+
+        def read(key: str, low: float, high: float, integer: bool = False) -> Any:
+            try:
+                return gr.update(value=number(query[key], 0, low, high, key, integer)) if key in query else gr.update()
+            except InputError:
+                return gr.update()
+
+        renewal = gr.update()
+        if query.get("renewal") in ("0", "1"):
+            renewal = gr.update(value=query["renewal"] == "1")
+        return (image, read("steps", 1, 20, True), read("eta", 0, 1), renewal, read("proposals", 1, 500, True),
+                read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True))
 
     def predict_api(self, image_path: str | None, checkpoint: str | None, steps: Any, seed: Any, proposals: Any,
                     eta: Any, heatmap_init: Any, score_threshold: Any) -> tuple[dict, str]:

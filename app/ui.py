@@ -43,6 +43,24 @@ CSS = """
 }
 """
 
+# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it.
+URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
+  const name = image && (image.orig_name || (image.path || '').split('/').pop());
+  const params = new URLSearchParams();
+  if (name) params.set('example', name);
+  params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
+  params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const write = () => {
+    if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) params.set('pos', gd.layout.sliders[0].active);
+    window.history.replaceState(null, '', '?' + params.toString());
+  };
+  if (gd && !gd.__ddUrl) { gd.__ddUrl = true; gd.on('plotly_sliderchange', () => setTimeout(() => gd.__ddWrite(), 0)); }
+  if (gd) gd.__ddWrite = write;
+  write();
+  return [];
+}"""
+
 # On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
 # figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio.
 # Checked once a second, because every redraw from the server brings the desktop layout back.
@@ -92,6 +110,7 @@ PLAY_JS = """() => {
     window.Plotly.restyle(gd, s.steps[i].args[0], s.steps[i].args[1]);
     window.Plotly.relayout(gd, {'sliders[0].active': i});
     if (i >= s.steps.length - 1) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); }
+    if (gd.__ddWrite) gd.__ddWrite();  // the address bar follows the position
   };
   window.__ddPlay = setInterval(tick, PLAY_INTERVAL_MS);
   return [];
@@ -309,6 +328,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         api_json = gr.JSON(visible=False)
         api_file = gr.File(visible=False)
         api_btn = gr.Button(visible=False)
+        api_detect_btn = gr.Button(visible=False)
 
         sampler = [proposals, steps, eta, seed, renewal, renewal_threshold, ensemble, nms, nms_iou, heatmap_init]
         display = [score_threshold, classes, show_labels, show_scores, line_width, stage, show_gt, show_tracks]
@@ -317,22 +337,29 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
         detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
                           metrics_md, downloads, traj_store, profile_box, convergence_plot]
+        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold]
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
 
-        detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
-                        **model_event)
+        # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
+        # of /detect get the error itself.
+        detect_btn.click(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
+                         **model_event).then(None, url_inputs, None, js=URL_JS)
+        api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
+        image_in.change(explorer.detect_or_explain, detect_inputs + [position], detect_outputs,
+                        api_visibility="private", **model_event).then(
+            lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
+            None, url_inputs, None, js=URL_JS)
         api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
                                              score_threshold], [api_json, api_file], api_name="predict",
                       **model_event)
         preset_outputs = [steps, eta, renewal, proposals]
         teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
         play_btn.click(None, None, None, js=PLAY_JS.replace("PLAY_INTERVAL_MS", str(PLAY_INTERVAL_MS)))
 
         render_inputs = [traj_store] + image_gt + display + [position]
@@ -376,7 +403,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                   api_visibility="private", show_progress="hidden")
         # First view: the first example goes into the image, whose change event runs it (a cache hit when
         # ``Explorer.warm_first_view`` ran at start), so the page opens with detections drawn.
-        demo.load(explorer.first_image, None, image_in, api_visibility="private", show_progress="hidden")
+        # A shared link (``?example=...&steps=...&pos=...``) sets the image, the controls and the slider position
+        # first; without one the first example opens with the defaults.
+        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position],
+                  api_visibility="private", show_progress="hidden")
         demo.load(None, None, None, js=SMALL_SCREEN_JS)
     return demo
 

@@ -223,7 +223,7 @@ ARM_RHO = """() => {
 SCRUB = """async (index) => {
   const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   const rail = gd.querySelector('.slider-rail-touch-rect');
-  const label = gd.querySelectorAll('.slider-label')[index].getBoundingClientRect();
+  const label = gd.querySelectorAll('.slider-tick-rect')[index].getBoundingClientRect();  // one tick per step
   const r = rail.getBoundingClientRect();
   const x = label.x + label.width / 2, y = r.y + r.height / 2;
   await new Promise(res => requestAnimationFrame(res));

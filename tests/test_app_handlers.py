@@ -300,5 +300,28 @@ def test_image_change_explains_instead_of_failing(explorer: Explorer, app_env: s
     path, message = support.bad_uploads(app_env.work_dir / "explain")["not_image"]
     args = {**SAMPLER, **DISPLAY, **VIEWS}
     out = explorer.detect_or_explain(str(path), None, True, CHECKPOINT_NAME, None, *args.values())
-    assert out[0].startswith("**Cannot run:**") and message in out[0]
-    assert message in json.dumps(out[1].to_dict())
+    assert "**Cannot run:**" in out[0] and message in out[0] and "previous run" in out[0]
+    # every view keeps what it showed (the previous run) instead of an error badge
+    assert len(out) == 12 and all(isinstance(v, type(gr.skip())) and v == gr.skip() for v in out[1:])
+
+
+def test_a_failed_detect_keeps_the_previous_views(explorer: Explorer, example: str) -> None:
+    args = {**SAMPLER, **DISPLAY, **VIEWS, "steps": 10_000}
+    out = explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values())
+    assert "DDIM steps must be between" in out[0] and all(v == gr.skip() for v in out[1:])
+
+
+def test_a_shared_link_sets_image_controls_and_position(explorer: Explorer) -> None:
+    from types import SimpleNamespace
+
+    link = SimpleNamespace(query_params={"example": "scene_01.jpg", "steps": "7", "eta": "0.5", "renewal": "1",
+                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4"})
+    image, steps, eta, renewal, proposals, seed, threshold, pos = explorer.from_url(link)
+    assert image.endswith("scene_01.jpg") and steps["value"] == 7 and eta["value"] == 0.5
+    assert renewal["value"] is True and proposals["value"] == 30 and seed["value"] == 3
+    assert threshold["value"] == 0.6 and pos["value"] == 4
+    # a broken link is ignored, never an error
+    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1"})
+    image, steps, eta, *_, pos = explorer.from_url(bad)
+    assert image.endswith("scene_00.jpg") and "value" not in steps and "value" not in eta and "value" not in pos
+    assert explorer.from_url(None)[0].endswith("scene_00.jpg")

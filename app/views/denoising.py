@@ -296,8 +296,10 @@ def _slot_role(trace: dict) -> str:
 
 
 def _empty_slot(role: str) -> dict:
-    return {"type": "scatter", "mode": "markers" if role == "hover" else "lines", "x": [], "y": [], "name": "",
-            "hoverinfo": "skip", "showlegend": False}
+    """A slot with nothing to show: one missing point, not no points (Plotly makes a trace without data invisible,
+    and the legend then skips it, so a hidden layer would reappear when the slider fills the slot)."""
+    return {"type": "scatter", "mode": "markers" if role == "hover" else "lines", "x": [None], "y": [None],
+            "name": "", "hoverinfo": "skip", "showlegend": False}
 
 
 def _slots(per_position: list[list[dict]]) -> tuple[list[str], list[list[dict]]]:
