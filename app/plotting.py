@@ -231,11 +231,12 @@ def placed_labels(boxes_xyxy: np.ndarray, texts: Sequence[str], scores: np.ndarr
                   max_labels: int = 15) -> np.ndarray:
     """Indices of the boxes whose labels are drawn: best score first, each label (drawn above its box's top-left
     corner) kept only if it does not overlap a label already kept, at most ``max_labels``. The rest are left to the
-    hover. Label sizes are estimated in image pixels for an image drawn ``LABEL_DRAWN_WIDTH`` px wide."""
+    hover. Label sizes are estimated in image pixels for an image drawn ``LABEL_DRAWN_WIDTH`` px wide. A label that
+    would stick out above the image is not drawn either (the denoising view's caption is there)."""
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     px = max(image_width, 1) / LABEL_DRAWN_WIDTH  # image pixels per screen pixel
     kept: list[int] = []
-    rects: list[tuple[float, float, float, float]] = []
+    rects: list[tuple[float, float, float, float]] = [(-np.inf, -np.inf, np.inf, 0.0)]  # above the image
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
         x1, y1 = float(boxes[i, 0]), float(boxes[i, 1])
         rect = (x1, y1 - (LABEL_FONT_PX + 4) * px, x1 + (len(texts[i]) * LABEL_CHAR_PX + 4) * px, y1)

@@ -50,14 +50,16 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
   if (name) params.set('example', name);
   params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
   params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
-  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
-  const write = () => {
-    if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) params.set('pos', gd.layout.sliders[0].active);
-    window.history.replaceState(null, '', '?' + params.toString());
+  window.__ddParams = params;
+  const write = () => {  // the slider position is read from the plot shown now (redraws replace the plot)
+    const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+    const p = new URLSearchParams(window.__ddParams);
+    if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
+    const query = '?' + p.toString();
+    if (window.location.search !== query) window.history.replaceState(null, '', query);
   };
-  if (gd && !gd.__ddUrl) { gd.__ddUrl = true; gd.on('plotly_sliderchange', () => setTimeout(() => gd.__ddWrite(), 0)); }
-  if (gd) gd.__ddWrite = write;
   write();
+  if (!window.__ddUrl) window.__ddUrl = setInterval(write, 500);
   return [];
 }"""
 
@@ -110,7 +112,6 @@ PLAY_JS = """() => {
     window.Plotly.restyle(gd, s.steps[i].args[0], s.steps[i].args[1]);
     window.Plotly.relayout(gd, {'sliders[0].active': i});
     if (i >= s.steps.length - 1) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); }
-    if (gd.__ddWrite) gd.__ddWrite();  // the address bar follows the position
   };
   window.__ddPlay = setInterval(tick, PLAY_INTERVAL_MS);
   return [];
@@ -271,7 +272,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  label="Layout", elem_id="heat-mode",
                                                  info="three panels, or one layer over the image")
                         heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
-                    with gr.Tab("Target generation", id="target"):
+                    with gr.Tab("Target", id="target"):
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre with "
                                     "radius `r = max(min_radius, rho · min(w, h))` heatmap cells. Move the sliders.")
                         with gr.Row():
@@ -295,7 +296,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  max_height=360)
                         downloads = gr.File(label="Downloads: COCO JSON, trajectory JSON and NPZ", file_count="multiple",
                                             interactive=False, elem_id="downloads")
-                    with gr.Tab("A/B compare", id="compare"):
+                    with gr.Tab("A/B", id="compare"):
                         gr.Markdown("Run **A** (the settings on the left) against **B** (the same with the changes "
                                     "below); one slider scrubs both.")
                         with gr.Row():
