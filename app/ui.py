@@ -251,7 +251,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     with gr.Tab("Denoising", id="denoise"):
                         with gr.Row(elem_id="play-row"):
                             play_btn = gr.Button("▶ Play", size="sm", elem_id="play-btn", scale=0, min_width=110)
-                            gr.Markdown("Play walks the slider from the noise (**1·in**) to the **final** detections; "
+                            gr.Markdown("Play walks the slider from the noise (step **1**) to the **final** detections; "
                                         "or drag the slider under the image.", elem_id="play-note")
                         denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
