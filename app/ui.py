@@ -1,12 +1,14 @@
 """The Gradio Blocks: layout and event wiring only. The handlers live with their views in ``app.views.*``, mixed
 into ``app.explorer.Explorer``.
 
-Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``):
-    /predict          image, checkpoint, steps, seed, proposals, eta, heatmap ratio, score threshold
+Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``); their parameters carry the
+handlers' argument names (``image_path``, ``steps``, ``seed``, ``proposals`` ...), so they can be passed by name:
+    /predict          image_path, checkpoint, steps, seed, proposals, eta, heatmap_init, score_threshold
                       -> detections JSON, trajectory JSON file
-    /detect           every control -> every view (what the Detect button does)
+    /detect           every control -> every view (the Detect button, except that the page keeps the previous
+                      views when a run fails while the API raises the error)
     /target           the live target synthesis (min_radius, rho, class, profile box)
-    /render, /heatmap redraws from a stored run
+    /render, /heatmap redraws from a stored run (/render also takes the slider position to open at)
     /compare          A/B of two seeds or settings
     /training_curves  AP-vs-iteration figure from a metrics file
     /checkpoint_info  the selected checkpoint's description
