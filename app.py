@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from app.handlers import Explorer  # noqa: E402
+from app.explorer import Explorer  # noqa: E402
 from app.ui import build_demo, launch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

@@ -1,25 +1,31 @@
-"""The Gradio Blocks: layout and event wiring. Every handler lives in ``app.handlers.Explorer``.
+"""The Gradio Blocks: layout and event wiring only. The handlers live with their views in ``app.views.*``, mixed
+into ``app.explorer.Explorer``.
 
-Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``):
-    /predict          image, checkpoint, steps, seed, proposals, eta, heatmap ratio, score threshold
+Named API endpoints (``gradio_client.Client(url).predict(..., api_name=...)``); their parameters carry the
+handlers' argument names (``image_path``, ``steps``, ``seed``, ``proposals`` ...), so they can be passed by name:
+    /predict          image_path, checkpoint, steps, seed, proposals, eta, heatmap_init, score_threshold
                       -> detections JSON, trajectory JSON file
-    /detect           every control -> every view (what the Detect button does)
+    /detect           every control -> every view (the Detect button, except that the page keeps the previous
+                      views when a run fails while the API raises the error)
     /target           the live target synthesis (min_radius, rho, class, profile box)
-    /render, /heatmap redraws from a stored run
+    /render, /heatmap redraws from a stored run (/render also takes the slider position to open at)
     /compare          A/B of two seeds or settings
     /training_curves  AP-vs-iteration figure from a metrics file
     /checkpoint_info  the selected checkpoint's description
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from app.handlers import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, Explorer
+from app.controls import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS
+from app.explorer import Explorer
 from app.inputs import MAX_CHECKPOINT_BYTES, MAX_IMAGE_BYTES, InputError
+from app.views.convergence import PAPER, TEACHING
 
 WALKTHROUGH = (Path(__file__).parent / "walkthrough.md").read_text(encoding="utf-8")
 
@@ -28,7 +34,102 @@ CSS = """
 #status p { margin: 0.2em 0; }
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
+#play-row { align-items: center; }
+/* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
+@media (max-width: 768px) {
+  #main-row { flex-direction: column; flex-wrap: nowrap; }
+  #controls-col { display: contents; }
+  #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: hidden; }
+  #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
+  #controls-col > .phone-late { order: 2; }
+}
 """
+
+# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it.
+URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
+  const name = image && (image.orig_name || (image.path || '').split('/').pop());
+  const params = new URLSearchParams();
+  if (name) params.set('example', name);
+  params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
+  params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
+  window.__ddParams = params;
+  const write = () => {  // the slider position is read from the plot shown now (redraws replace the plot)
+    const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+    const p = new URLSearchParams(window.__ddParams);
+    if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
+    const query = '?' + p.toString();
+    if (window.location.search !== query) window.history.replaceState(null, '', query);
+  };
+  write();
+  if (!window.__ddUrl) window.__ddUrl = setInterval(write, 500);
+  return [];
+}"""
+
+# On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
+# figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio.
+# Checked once a second, because every redraw from the server brings the desktop layout back.
+SMALL_SCREEN_JS = """() => {
+  if (window.innerWidth >= 768) return;
+  const sidebar = document.querySelector('#walkthrough-sidebar');
+  if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
+  const fit = () => {
+    if (!window.Plotly) return;
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot']) {
+      const gd = document.querySelector(`#${id} .js-plotly-plot`);
+      if (!gd || !gd.layout || !gd.layout.xaxis || gd.layout.legend && gd.layout.legend.orientation === 'h') continue;
+      const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
+      const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+      const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
+      const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
+                      'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': 170,
+                      'height': Math.round(width / panels * aspect) + 250};
+      if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
+      (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
+      window.Plotly.relayout(gd, update);
+    }
+  };
+  setInterval(fit, 1000);
+}"""
+
+# Play / pause of the denoising slider, in the browser: each tick applies the next slider step's restyle with
+# Plotly (as a click on the slider would) and moves the slider; it stops at the last position. No server call.
+PLAY_JS = """() => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const button = document.querySelector('#play-btn');
+  const setLabel = (text) => { if (button) button.textContent = text; };
+  if (window.__ddPlay) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); return []; }
+  if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) return [];
+  const count = gd.layout.sliders[0].steps.length;
+  let i = gd.layout.sliders[0].active || 0;
+  if (i >= count - 1) {  // at the end: start again from the noise
+    i = 0;
+    const first = gd.layout.sliders[0].steps[0];
+    window.Plotly.restyle(gd, first.args[0], first.args[1]);
+    window.Plotly.relayout(gd, {'sliders[0].active': 0});
+  }
+  setLabel('⏸ Pause');
+  const tick = () => {
+    const s = gd.layout.sliders[0];
+    i = Math.min((s.active || 0) + 1, s.steps.length - 1);
+    window.Plotly.restyle(gd, s.steps[i].args[0], s.steps[i].args[1]);
+    window.Plotly.relayout(gd, {'sliders[0].active': i});
+    if (i >= s.steps.length - 1) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); }
+  };
+  window.__ddPlay = setInterval(tick, PLAY_INTERVAL_MS);
+  return [];
+}"""
+PLAY_INTERVAL_MS = 700  # a position every 0.7 s: slow enough to follow one box
+
+# Before a display redraw, the browser puts the denoising slider's position into the hidden `position` input (the
+# last of the inputs), so the redrawn figure opens where the user was.
+KEEP_POSITION_JS = """(...args) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const n = N_INPUTS;
+  const out = args.slice(0, n);
+  out[n - 1] = gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].active : null;
+  return out;
+}"""
+
 
 
 class SafeImage(gr.Image):
@@ -56,14 +157,16 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         cfg = None
     class_names = list(cfg.class_names) if cfg else []
     class_options = [MAX_CLASSES_OPTION] + class_names
+    stages = cfg.num_stages if cfg else 6
+    has_heatmap = bool(cfg and cfg.use_heatmap)
 
     with gr.Blocks(title="DiffusionDet Explorer", delete_cache=(1800, 3600), fill_width=True) as demo:
         gr.Markdown("# DiffusionDet Explorer\nWatch random boxes turn into detections, one DDIM step at a time — "
                     "on PROPS table-top scenes (10 YCB objects), with the centre-heatmap head of the PROPS paper.")
-        with gr.Sidebar(position="right", open=True, width=320, label="Walkthrough"):
+        with gr.Sidebar(position="right", open=True, width=320, label="Walkthrough", elem_id="walkthrough-sidebar"):
             gr.Markdown(WALKTHROUGH, elem_id="walkthrough")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=330):
+        with gr.Row(equal_height=False, elem_id="main-row"):
+            with gr.Column(scale=1, min_width=330, elem_id="controls-col"):
                 image_in = SafeImage(label="Image (upload, webcam or paste)", type="filepath",
                                      sources=["upload", "webcam", "clipboard"], height=260, elem_id="input-image",
                                      webcam_options=gr.WebcamOptions(mirror=False))
@@ -71,81 +174,122 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[image_in], label="Example scenes",
                                 examples_per_page=12, elem_id="examples")
+                with gr.Row(elem_classes="compact-row"):
+                    teach_btn = gr.Button(TEACHING.name, size="sm", elem_id="preset-teaching")
+                    paper_btn = gr.Button(PAPER.name, size="sm", elem_id="preset-paper")
+                gr.Markdown(f"**Teaching** (the default): {TEACHING.note}. **Paper**: {PAPER.note}.",
+                            elem_id="preset-note")
                 detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
-                with gr.Accordion("Ground truth (optional)", open=False):
+                with gr.Accordion("Ground truth (optional)", open=False, elem_classes="phone-late"):
                     gt_file = gr.File(label="PROPS or COCO annotation JSON", file_types=[".json"], type="filepath",
                                       elem_id="gt-file")
                     use_example_gt = gr.Checkbox(value=True, label="Use an example's own annotations",
+                                                 info="examples/props.json holds the example scenes' boxes",
                                                  elem_id="use-example-gt")
-                with gr.Accordion("Model", open=False):
+                with gr.Accordion("Model", open=False, elem_classes="phone-late"):
                     checkpoint = gr.Dropdown(choices=checkpoints, value=default_ckpt, label="Checkpoint",
                                              info="*.safetensors in checkpoints/", elem_id="checkpoint")
                     ckpt_upload = gr.File(label=f"…or upload a .safetensors (≤ {MAX_CHECKPOINT_BYTES >> 20} MB)",
                                           file_types=[".safetensors"], type="filepath",
                                           elem_id="checkpoint-upload")
                     model_info = gr.Markdown(elem_id="model-info")
-                with gr.Accordion("Sampler", open=True):
-                    steps = gr.Slider(1, 20, value=4, step=1, label="DDIM steps", elem_id="steps")
-                    proposals = gr.Slider(10, 500, value=cfg.num_proposals if cfg else 100, step=10,
-                                          label="Proposals (random boxes)",
-                                          elem_id="proposals")
+                with gr.Accordion("Sampler", open=True, elem_classes="phone-late"):
+                    steps = gr.Slider(1, 20, value=TEACHING.steps, step=1, label="DDIM steps", elem_id="steps",
+                                      info="how many times the boxes are denoised")
+                    proposals = gr.Slider(1, 500, value=TEACHING.proposals, step=1,
+                                          label="Proposals (random boxes)", elem_id="proposals",
+                                          info="random boxes the sampler starts from")
                     with gr.Row(elem_classes="compact-row"):
-                        eta = gr.Slider(0, 1, value=1.0, step=0.05, label="eta (DDIM noise)", elem_id="eta")
-                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+                        eta = gr.Slider(0, 1, value=TEACHING.eta, step=0.05, label="eta (DDIM noise)",
+                                        elem_id="eta", info="0: deterministic steps; 1: fresh noise each step")
+                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed",
+                                         info="picks the starting noise")
                     with gr.Row(elem_classes="compact-row"):
-                        renewal = gr.Checkbox(value=True, label="Box renewal", elem_id="renewal", min_width=100)
-                        ensemble = gr.Checkbox(value=True, label="Step ensemble", elem_id="ensemble", min_width=100)
-                        nms = gr.Checkbox(value=True, label="NMS", elem_id="nms", min_width=60)
+                        renewal = gr.Checkbox(value=TEACHING.renewal, label="Box renewal", elem_id="renewal",
+                                              min_width=100, info="replace low scorers by new noise")
+                        ensemble = gr.Checkbox(value=True, label="Step ensemble", elem_id="ensemble", min_width=100,
+                                               info="pool every step's boxes")
+                        nms = gr.Checkbox(value=True, label="NMS", elem_id="nms", min_width=60,
+                                          info="remove duplicates")
                     with gr.Row(elem_classes="compact-row"):
                         renewal_threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="Renewal threshold",
-                                                      elem_id="renewal-threshold")
-                        nms_iou = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="NMS IoU", elem_id="nms-iou")
+                                                      elem_id="renewal-threshold",
+                                                      info="boxes scoring below it are renewed")
+                        nms_iou = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="NMS IoU", elem_id="nms-iou",
+                                            info="overlap above which the weaker box is dropped")
                     heatmap_init = gr.Slider(0, 1, value=0.0, step=0.05, label="Heatmap-guided proposals (ratio)",
-                                             elem_id="heatmap-init", interactive=bool(cfg and cfg.use_heatmap))
-                with gr.Accordion("Display", open=True):
+                                             elem_id="heatmap-init", visible=has_heatmap,
+                                             info="share of starting boxes centred on heatmap peaks")
+                with gr.Accordion("Display", open=True, elem_classes="phone-late"):
                     score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
-                                                elem_id="score-threshold")
-                    with gr.Accordion(f"Classes shown ({len(class_names)})", open=False):
+                                                elem_id="score-threshold",
+                                                info="boxes below it are drawn thin and unlabelled")
+                    with gr.Accordion(f"Classes shown ({len(class_names)})", open=False,
+                                      visible=len(class_names) > 1) as classes_box:
                         classes = gr.CheckboxGroup(choices=class_names, value=class_names, show_label=False,
-                                                   label="Classes shown", elem_id="classes")
+                                                   label="Classes shown", elem_id="classes",
+                                                   info="draw only these classes")
                     with gr.Row(elem_classes="compact-row"):
-                        show_labels = gr.Checkbox(value=True, label="Labels", elem_id="show-labels", min_width=80)
-                        show_scores = gr.Checkbox(value=True, label="Scores", elem_id="show-scores", min_width=80)
+                        show_labels = gr.Checkbox(value=True, label="Labels", elem_id="show-labels", min_width=80,
+                                                  info="class names on the top boxes")
+                        show_scores = gr.Checkbox(value=True, label="Scores", elem_id="show-scores", min_width=80,
+                                                  info="scores next to them")
                     with gr.Row(elem_classes="compact-row"):
-                        show_gt = gr.Checkbox(value=True, label="Ground truth", elem_id="show-gt", min_width=80)
+                        show_gt = gr.Checkbox(value=True, label="Ground truth", elem_id="show-gt", min_width=80,
+                                              info="dashed black boxes")
                         show_tracks = gr.Checkbox(value=True, label="Centre tracks", elem_id="show-tracks",
-                                                  min_width=80)
+                                                  min_width=80, info="paths of the surviving boxes")
                     with gr.Row(elem_classes="compact-row"):
-                        line_width = gr.Slider(0.5, 6, value=2, step=0.5, label="Line width", elem_id="line-width")
-                        stages = cfg.num_stages if cfg else 6
-                        stage = gr.Slider(1, stages, value=stages, step=1, label="Head stage", elem_id="stage")
+                        line_width = gr.Slider(0.5, 6, value=2, step=0.5, label="Line width", elem_id="line-width",
+                                               info="of the boxes, in pixels")
+                        # A slider needs two values: with one head stage there is nothing to choose, so it hides.
+                        stage = gr.Slider(1, max(stages, 2), value=stages, step=1, label="Head stage",
+                                          elem_id="stage", visible=stages > 1,
+                                          info="which refinement stage's boxes the 'out' positions show")
 
-            with gr.Column(scale=3, min_width=560):
+            with gr.Column(scale=3, min_width=330, elem_id="views-col"):
                 status = gr.Markdown("Pick an example scene or upload an image.", elem_id="status")
                 with gr.Tabs(elem_id="views"):
                     with gr.Tab("Denoising", id="denoise"):
+                        with gr.Row(elem_id="play-row"):
+                            play_btn = gr.Button("▶ Play", size="sm", elem_id="play-btn", scale=0, min_width=110)
+                            gr.Markdown("Play walks the slider from the noise (step **1**) to the **final** detections; "
+                                        "or drag the slider under the image.", elem_id="play-note")
                         denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
+                    with gr.Tab("Convergence", id="convergence"):
+                        gr.Markdown("The best proposals followed from pure noise to their final box: the noisy box "
+                                    "**x_t** fed to each step (faint early, solid late) and, right, its IoU with the "
+                                    "final box step by step. With the **teaching** setting the boxes walk onto the "
+                                    "objects; with the **paper** setting most slots are renewed (grey lives ending "
+                                    "in ✕) and the kept boxes jump in the last steps. Click legend entries to hide "
+                                    "layers.", elem_id="convergence-note")
+                        convergence_plot = gr.Plot(show_label=False, elem_id="convergence-plot")
                     with gr.Tab("Heatmap", id="heatmap") as heat_tab:
                         with gr.Row():
                             heat_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
-                                                     label="Class", elem_id="heat-class", allow_custom_value=True)
+                                                     label="Class", elem_id="heat-class", allow_custom_value=True,
+                                                     info="one class's map, or the maximum over classes")
                             heat_mode = gr.Radio(["side by side", "overlay on image"], value="side by side",
-                                                 label="Layout", elem_id="heat-mode")
+                                                 label="Layout", elem_id="heat-mode",
+                                                 info="three panels, or one layer over the image")
                         heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
-                    with gr.Tab("Target generation", id="target"):
+                    with gr.Tab("Target", id="target"):
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre with "
                                     "radius `r = max(min_radius, rho · min(w, h))` heatmap cells. Move the sliders.")
                         with gr.Row():
                             min_radius = gr.Slider(0.5, 16, value=cfg.min_radius if cfg else 4, step=0.5,
-                                                   label="min_radius (cells)", elem_id="min-radius")
+                                                   label="min_radius (cells)", elem_id="min-radius",
+                                                   info="smallest gaussian sigma, in heatmap cells")
                             rho = gr.Slider(0, 1.5, value=cfg.rho if cfg else 0.5, step=0.05, label="rho",
-                                            elem_id="rho")
+                                            elem_id="rho", info="sigma as a fraction of the box's shorter side")
                         with gr.Row():
                             target_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
-                                                       label="Class", elem_id="target-class", allow_custom_value=True)
+                                                       label="Class", elem_id="target-class", allow_custom_value=True,
+                                                       info="one class's target, or the maximum over classes")
                             profile_box = gr.Dropdown(choices=[], label="Profile through box", elem_id="profile-box",
-                                                      allow_custom_value=True)
+                                                      allow_custom_value=True,
+                                                      info="the chart below cuts through this box's centre")
                         target_plot = gr.Plot(show_label=False, elem_id="target-plot")
                     with gr.Tab("Results", id="results"):
                         metrics_md = gr.Markdown(elem_id="metrics")
@@ -154,17 +298,22 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  max_height=360)
                         downloads = gr.File(label="Downloads: COCO JSON, trajectory JSON and NPZ", file_count="multiple",
                                             interactive=False, elem_id="downloads")
-                    with gr.Tab("A/B compare", id="compare"):
+                    with gr.Tab("A/B", id="compare"):
                         gr.Markdown("Run **A** (the settings on the left) against **B** (the same with the changes "
                                     "below); one slider scrubs both.")
                         with gr.Row():
-                            seed_b = gr.Number(value=1, precision=0, minimum=0, label="B: seed", elem_id="seed-b")
-                            steps_b = gr.Slider(1, 20, value=4, step=1, label="B: DDIM steps", elem_id="steps-b")
-                            eta_b = gr.Slider(0, 1, value=1.0, step=0.05, label="B: eta", elem_id="eta-b")
+                            seed_b = gr.Number(value=1, precision=0, minimum=0, label="B: seed", elem_id="seed-b",
+                                               info="B's starting noise")
+                            steps_b = gr.Slider(1, 20, value=PAPER.steps, step=1, label="B: DDIM steps",
+                                                elem_id="steps-b", info="B's number of steps")
+                            eta_b = gr.Slider(0, 1, value=PAPER.eta, step=0.05, label="B: eta", elem_id="eta-b",
+                                              info="B's DDIM noise")
                         with gr.Row():
                             heatmap_b = gr.Slider(0, 1, value=0.0, step=0.05, label="B: heatmap-guided ratio",
-                                                  elem_id="heatmap-b")
-                            renewal_b = gr.Checkbox(value=True, label="B: box renewal", elem_id="renewal-b")
+                                                  elem_id="heatmap-b", visible=has_heatmap,
+                                                  info="B's share of heatmap-centred starting boxes")
+                            renewal_b = gr.Checkbox(value=PAPER.renewal, label="B: box renewal", elem_id="renewal-b",
+                                                    info="B renews low scorers")
                             compare_btn = gr.Button("Run A/B", elem_id="compare-btn")
                         compare_md = gr.Markdown(elem_id="compare-summary")
                         compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
@@ -175,11 +324,14 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  file_types=[".jsonl", ".json", ".txt"], type="filepath",
                                                  elem_id="metrics-upload")
 
-        # Hidden: the stored run (travels as a file, so cached examples keep it) and the /predict API's outputs.
+        # Hidden: the stored run (travels as a file, so cached examples keep it), the denoising slider's position
+        # (filled in by the browser before a redraw) and the /predict API's outputs.
         traj_store = gr.File(visible=False, elem_id="traj-store")
+        position = gr.Number(value=None, visible=False, elem_id="position")
         api_json = gr.JSON(visible=False)
         api_file = gr.File(visible=False)
         api_btn = gr.Button(visible=False)
+        api_detect_btn = gr.Button(visible=False)
 
         sampler = [proposals, steps, eta, seed, renewal, renewal_threshold, ensemble, nms, nms_iou, heatmap_init]
         display = [score_threshold, classes, show_labels, show_scores, line_width, stage, show_gt, show_tracks]
@@ -187,29 +339,45 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         model = [checkpoint, ckpt_upload]
         detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
         detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
-                          metrics_md, downloads, traj_store, profile_box]
+                          metrics_md, downloads, traj_store, profile_box, convergence_plot]
+        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold]
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
 
-        detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
-                        **model_event)
+        # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
+        # of /detect get the error itself.
+        detect_btn.click(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
+                         **model_event).then(None, url_inputs, None, js=URL_JS)
+        api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
+        image_in.change(explorer.detect_or_explain, detect_inputs + [position], detect_outputs,
+                        api_visibility="private", **model_event).then(
+            lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
+            None, url_inputs, None, js=URL_JS)
         api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
                                              score_threshold], [api_json, api_file], api_name="predict",
                       **model_event)
+        preset_outputs = [steps, eta, renewal, proposals]
+        teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
+                        show_progress="hidden").then(
+            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+        paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
+                        show_progress="hidden").then(
+            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+        play_btn.click(None, None, None, js=PLAY_JS.replace("PLAY_INTERVAL_MS", str(PLAY_INTERVAL_MS)))
 
-        render_inputs = [traj_store] + image_gt + display
-        render_outputs = [denoise_plot, stats_plot, results_plot, det_table, metrics_md]
+        render_inputs = [traj_store] + image_gt + display + [position]
+        render_outputs = [status, denoise_plot, stats_plot, results_plot, det_table, metrics_md, convergence_plot]
         heat_inputs = [traj_store] + image_gt + [heat_class, heat_mode, min_radius, rho, score_threshold]
         target_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, profile_box,
                                                             score_threshold]
         boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
 
+        keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
         gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
-                              line_width.release, stage.release, show_gt.input, show_tracks.input],
-                             explorer.render, render_inputs, render_outputs, api_name="render", **cheap)
+               line_width.release, stage.release, show_gt.input, show_tracks.input],
+              explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap)
         gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
-                         api_visibility="private", **cheap)
+                         api_visibility="private", js=keep_position, **cheap)
         gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
                       api_visibility="private", **cheap)
         gt_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
@@ -225,7 +393,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                                                      heatmap_b, renewal_b],
                           [compare_plot, compare_md], api_name="compare", **model_event)
 
-        info_outputs = [model_info, classes, stage, proposals, heatmap_init, heat_class, target_class, min_radius, rho]
+        info_outputs = [model_info, classes, stage, proposals, heatmap_init, heat_class, target_class, min_radius, rho,
+                        classes_box, heatmap_b]
         gr.on([checkpoint.change, ckpt_upload.change], explorer.checkpoint_info, model, info_outputs,
               api_name="checkpoint_info", **cheap)
         gr.on([metrics_upload.change, checkpoint.change], explorer.training, [metrics_upload, checkpoint],
@@ -235,14 +404,25 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         demo.load(explorer.checkpoint_info, model, info_outputs, api_visibility="private", show_progress="hidden")
         demo.load(explorer.training, [metrics_upload, checkpoint], [training_plot, training_md],
                   api_visibility="private", show_progress="hidden")
+        # First view: the first example goes into the image, whose change event runs it (a cache hit when
+        # ``Explorer.warm_first_view`` ran at start), so the page opens with detections drawn.
+        # A shared link (``?example=...&steps=...&pos=...``) sets the image, the controls and the slider position
+        # first; without one the first example opens with the defaults.
+        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position],
+                  api_visibility="private", show_progress="hidden")
+        demo.load(None, None, None, js=SMALL_SCREEN_JS)
     return demo
 
 
 def launch(demo: gr.Blocks | None = None, explorer: Explorer | None = None, **overrides: Any) -> gr.Blocks:
-    """Queue and launch with the app's limits. Server name and port come from GRADIO_SERVER_NAME / _PORT (Spaces
-    sets them) unless passed; only the examples folder is served from disk besides Gradio's own cache."""
+    """Run the first example (so the first page view is a cache hit), queue and launch with the app's limits. Server
+    name and port come from GRADIO_SERVER_NAME / _PORT (Spaces sets them) unless passed; only the examples folder
+    is served from disk besides Gradio's own cache."""
     explorer = explorer or Explorer()
     demo = demo or build_demo(explorer)
+    seconds = explorer.warm_first_view()  # the page opens with the first example already detected
+    if seconds is not None:
+        logging.getLogger("diffdet.app").info("first view prepared in %.1f s", seconds)
     demo.queue(max_size=64, default_concurrency_limit=4)
     options: dict[str, Any] = {
         "allowed_paths": [str(explorer.examples_dir)] if explorer.examples_dir.is_dir() else [],

@@ -3,7 +3,8 @@
     python bench/bench_app.py                       # the shipped checkpoint and examples
     python bench/bench_app.py --clients 8 --runs 20 --skip-browser
 
-Measures: time from `python app.py` to the server answering and to the first detection; one 4-step run with the
+Measures: time from `python app.py` to the server answering and to the first detection, and from opening the page
+to the first view drawn without a click; the play button's interval between positions; one 4-step run with the
 trajectory on an example at 640x480 (the model alone and the whole Detect handler with every figure); the size of
 each figure; the step-scrub time in headless Chromium (client-side restyle); the rho slider round trip (browser
 and gradio_client); and a load check: N concurrent gradio_client sessions x M runs of /detect, with the error
@@ -58,7 +59,7 @@ def ms(seconds: float) -> str:
 
 
 def ensure_checkpoint(checkpoint_dir: Path) -> tuple[Path, str]:
-    from app.handlers import DEFAULT_CHECKPOINT
+    from app.controls import DEFAULT_CHECKPOINT
     from app.inputs import list_checkpoints
 
     names = list_checkpoints(checkpoint_dir)
@@ -119,7 +120,8 @@ def start_server(checkpoint_dir: Path, examples_dir: Path) -> tuple[subprocess.P
 def bench_in_process(checkpoint_dir: Path, name: str, example: Path, repeats: int) -> None:
     import numpy as np
 
-    from app.handlers import MAX_CLASSES_OPTION, Explorer
+    from app.controls import MAX_CLASSES_OPTION
+    from app.explorer import Explorer
     from app.inputs import load_image
     from diffdet.inference import SamplerOptions
     from app.runner import MODELS
@@ -222,7 +224,7 @@ ARM_RHO = """() => {
 SCRUB = """async (index) => {
   const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   const rail = gd.querySelector('.slider-rail-touch-rect');
-  const label = gd.querySelectorAll('.slider-label')[index].getBoundingClientRect();
+  const label = gd.querySelectorAll('.slider-tick-rect')[index].getBoundingClientRect();  // one tick per step
   const r = rail.getBoundingClientRect();
   const x = label.x + label.width / 2, y = r.y + r.height / 2;
   await new Promise(res => requestAnimationFrame(res));
@@ -235,6 +237,10 @@ SCRUB = """async (index) => {
   await new Promise(res => requestAnimationFrame(res));
   return [restyled === null ? null : restyled - t0, performance.now() - t0];
 }"""
+
+# Note when each played position has been restyled (Play drives Plotly.restyle from the page).
+ARM_PLAY = """() => { window.__playTimes = []; const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  gd.on('plotly_restyle', () => window.__playTimes.push(performance.now())); }"""
 
 # The frame interval of this (headless) browser: the floor under any "until painted" figure.
 FRAME = """async () => { const t = []; for (let i = 0; i < 30; i++) { t.push(await new Promise(r =>
@@ -256,10 +262,15 @@ def bench_browser(url: str) -> None:
         page.goto(url)
         page.wait_for_selector("#detect-btn")
         report("page load to interactive (Chromium)", ms(time.perf_counter() - start))
-        start = time.perf_counter()
-        page.locator("#examples button, #examples .gallery-item, #examples td").first.click()
         page.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
-                               " return gd && gd.data && gd.data.length > 0; }")
+                               " return gd && gd.data && gd.data.length > 1; }")
+        report("page open to first view drawn (first example, detected at start; no click)",
+               ms(time.perf_counter() - start))
+        before = page.locator("#status").inner_text()
+        start = time.perf_counter()
+        page.locator("#examples button, #examples .gallery-item, #examples td").nth(1).click()
+        page.wait_for_function("(b) => { const s = document.querySelector('#status').innerText;"
+                               " return s !== b && s.includes('detection(s)'); }", arg=before)
         report("example click to denoising view drawn (browser)", ms(time.perf_counter() - start))
         count = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').layout.sliders[0]"
                               ".steps.length")
@@ -274,7 +285,16 @@ def bench_browser(url: str) -> None:
         report("step scrub in the browser: press to next frame painted",
                f"median {statistics.median(painted):.0f} ms, p90 {painted[int(0.9 * len(painted))]:.0f} ms",
                "<= 60 ms")
-        page.get_by_role("tab", name="Target generation").click()
+        page.evaluate(SCRUB, 0)
+        page.evaluate(ARM_PLAY)
+        page.locator("#play-btn").click()
+        intervals = page.evaluate("() => new Promise(r => { const done = () => window.__playTimes.length >= "
+                                  f"{count - 1} ? r(window.__playTimes) : setTimeout(done, 200); done(); }})")
+        gaps = sorted(b - a for a, b in zip(intervals, intervals[1:]))
+        report(f"play: interval between drawn positions ({len(gaps)} moves)",
+               f"median {statistics.median(gaps):.0f} ms, p90 {gaps[int(0.9 * len(gaps))]:.0f} ms",
+               "about 700 ms, steady")
+        page.get_by_role("tab", name="Target").click()
         page.wait_for_function("() => { const gd = document.querySelector('#target-plot .js-plotly-plot');"
                                " return gd && gd.data && gd.data.some(t => t.name === 'target'); }")
         rho = page.locator("#rho input[type=range]")

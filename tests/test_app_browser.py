@@ -1,5 +1,6 @@
-"""End to end in headless Chromium (Playwright): load, run an example, scrub the step slider in the browser, move
-rho and see the target change, upload a corrupt file and see the message. Screenshots go to tests/_output/.
+"""End to end in headless Chromium (Playwright): the first view is detected without a click, run an example, scrub
+and play the step slider in the browser, legend toggles, labels that do not overlap, move rho and see the target
+change, a shared link restores the view, a phone-size run, a corrupt upload. Screenshots go to tests/_output/.
 
 Tests in this file share one page and run in order.
 """
@@ -46,7 +47,7 @@ TARGET_Z = """() => {
 SCRUB = """async ([id, index]) => {
   const gd = document.querySelector(`#${id} .js-plotly-plot`);
   const rail = gd.querySelector('.slider-rail-touch-rect');
-  const labels = gd.querySelectorAll('.slider-label');
+  const labels = gd.querySelectorAll('.slider-tick-rect');  // one tick per step (the labels skip steps)
   const label = labels[index].getBoundingClientRect();
   const r = rail.getBoundingClientRect();
   const x = label.x + label.width / 2, y = r.y + r.height / 2;
@@ -104,6 +105,18 @@ def wait_for_plot(page, element_id: str, changed_from: dict | None = None) -> di
     return page.evaluate(PLOT_STATE, element_id)
 
 
+ACTIVE = "() => document.querySelector('#denoise-plot .js-plotly-plot').layout.sliders[0].active"
+
+
+def test_first_view_is_detected_without_a_click(page) -> None:
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('detection(s)')")
+    state = wait_for_plot(page, "denoise-plot")
+    assert "scene_00.jpg" in page.locator("#status").inner_text()  # the first example, run at launch
+    assert state["positions"] == 2 * 10 + 1 and state["active"] == 20  # the teaching preset's 10 steps, at final
+    assert page.evaluate("() => document.querySelector('#walkthrough-sidebar').classList.contains('open')")
+    shot(page, "00_first_view")
+
+
 def test_page_loads_with_controls_and_walkthrough(page) -> None:
     assert page.locator("#walkthrough").inner_text().count("noise") > 0
     page.get_by_role("button", name="Classes shown (10)").click()
@@ -115,13 +128,14 @@ def test_page_loads_with_controls_and_walkthrough(page) -> None:
 
 
 def test_running_an_example_draws_the_denoising_view(page) -> None:
-    page.locator("#examples button, #examples .gallery-item, #examples td").first.click()
+    before = page.evaluate(PLOT_STATE, "denoise-plot")
+    page.locator("#examples button, #examples .gallery-item, #examples td").nth(1).click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('scene_01')")
     state = wait_for_plot(page, "denoise-plot")
-    assert state["positions"] == 2 * 4 + 1  # 4 steps (the default) -> 1·in 1·out ... 4·out final
-    assert state["active"] == 8  # opens at the final detections
-    assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"]
-    page.wait_for_function("() => document.querySelector('#status').innerText.includes('detection(s)')")
-    assert "ground truth: example scene_00.jpg" in page.locator("#status").inner_text()
+    assert state["positions"] == 2 * 10 + 1  # 10 steps (the default) -> 1·in 1·out ... 10·out final
+    assert state["active"] == 20  # opens at the final detections
+    assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"] and before is not None
+    assert "ground truth: example scene_01.jpg" in page.locator("#status").inner_text()
     shot(page, "02_run")
     shot(page, "02_denoise_plot", "#denoise-plot")
 
@@ -129,7 +143,7 @@ def test_running_an_example_draws_the_denoising_view(page) -> None:
 def test_step_slider_switches_traces_in_the_browser(page) -> None:
     before = page.evaluate(PLOT_STATE, "denoise-plot")
     proposals = None
-    for index in (0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 0):
+    for index in (0, 1, 2, 3, 20, 1, 0):
         result = page.evaluate(SCRUB, ["denoise-plot", index])
         assert result["active"] == index
         assert result["restyle_ms"] is not None  # switched by Plotly.restyle in the page, no server round trip
@@ -139,27 +153,161 @@ def test_step_slider_switches_traces_in_the_browser(page) -> None:
         # One hover trace per position, and it belongs to the position shown.
         assert len(state["hover"]) == 1
         name, rows, template = state["hover"][0]
-        if index == 8:
+        if index == 20:
             assert name == "boxes" and "detection #" in template
             continue
         step, kind = index // 2 + 1, ("in", "out")[index % 2]
-        assert state["captions"][0].startswith(f"<b>Step {step}/4")
+        assert state["captions"][0].startswith(f"<b>Step {step}/10")
         if kind == "in":
-            assert name == "inputs" and f"fed to step {step}/4" in template
+            assert name == "inputs" and f"fed to step {step}/10" in template
             proposals = proposals or rows
             assert rows == proposals  # every proposal has a hover point
         else:
-            assert name == "boxes" and f"step {step}/4 · stage" in template and rows == proposals
+            assert name == "boxes" and f"step {step}/10 · stage" in template and rows == proposals
     after = page.evaluate(PLOT_STATE, "denoise-plot")
-    assert after["captions"][0].startswith("<b>Step 1/4 · boxes fed in")
+    assert after["captions"][0].startswith("<b>Step 1/10 · boxes fed in")
     assert after["captions"] != before["captions"]
     shot(page, "03_scrubbed_step1_in", "#denoise-plot")
     page.evaluate(SCRUB, ["denoise-plot", 1])
     shot(page, "03_scrubbed_step1_out", "#denoise-plot")
 
 
+
+def test_play_advances_the_step_and_stops_at_the_end(page) -> None:
+    page.evaluate(SCRUB, ["denoise-plot", 0])
+    page.locator("#play-btn").click()
+    seen = []
+    for _ in range(6):
+        page.wait_for_timeout(500)
+        seen.append(page.evaluate(ACTIVE))
+    assert seen == sorted(seen) and seen[-1] > seen[0] and seen[-1] > 0  # it moves forward on its own
+    shot(page, "10_playing", "#denoise-plot")
+    page.wait_for_function(f"() => ({ACTIVE})() === 20", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1500)
+    assert page.evaluate(ACTIVE) == 20 and "Play" in page.locator("#play-btn").inner_text()  # stopped at the end
+    state = page.evaluate(PLOT_STATE, "denoise-plot")
+    assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"]
+
+
+def test_a_display_change_keeps_the_slider_position(page) -> None:
+    page.evaluate(SCRUB, ["denoise-plot", 7])
+    page.evaluate("() => { document.querySelector('#denoise-plot .js-plotly-plot').data[0].__old = true; }")
+    page.locator("#show-scores input").click()
+    # the server's redraw has arrived (new trace objects) and it opened where the slider was
+    page.wait_for_function("() => !document.querySelector('#denoise-plot .js-plotly-plot').data[0].__old")
+    assert page.evaluate(ACTIVE) == 7
+    assert "score ≥" in page.locator("#status").inner_text()
+    page.locator("#show-scores input").click()
+
+
+LEGEND = """(id) => [...document.querySelectorAll(`#${id} .legend .traces`)].map(e => e.textContent)"""
+GROUP_VISIBILITY = """([id, name]) => {
+  const gd = document.querySelector(`#${id} .js-plotly-plot`);
+  const key = gd.data.find(t => t.name === name && t.showlegend);
+  return gd.data.filter(t => t.legendgroup === key.legendgroup).map(t => t.visible);
+}"""
+
+
+def test_every_legend_entry_hides_its_layer_and_it_stays_hidden_while_scrubbing(page) -> None:
+    entries = page.evaluate(LEGEND, "denoise-plot")
+    assert {"predicted boxes (class colour)", "noise boxes x_t (fed in)", "ground truth"} <= set(entries)
+    shot(page, "11_legend", "#denoise-plot")
+    for i, name in enumerate(entries):
+        page.locator("#denoise-plot .legend .traces .legendtoggle").nth(i).click()
+        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v === 'legendonly')",
+                               arg=["denoise-plot", name])
+        page.evaluate(SCRUB, ["denoise-plot", 3])
+        assert all(v == "legendonly" for v in page.evaluate(GROUP_VISIBILITY, ["denoise-plot", name])), name
+        if name == "centre tracks":
+            shot(page, "11_tracks_hidden", "#denoise-plot")
+        page.locator("#denoise-plot .legend .traces .legendtoggle").nth(i).click()
+        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v !== 'legendonly')",
+                               arg=["denoise-plot", name])
+    page.evaluate(SCRUB, ["denoise-plot", 20])
+
+
+def set_slider(page, element_id: str, fraction: float) -> None:
+    """Click a Gradio slider's range at ``fraction`` of its length (a release, as a user's click is)."""
+    rail = page.locator(f"#{element_id} input[type=range]")
+    rail.scroll_into_view_if_needed()
+    box = rail.bounding_box()
+    page.mouse.click(box["x"] + 2 + (box["width"] - 4) * fraction, box["y"] + box["height"] / 2)
+
+
+LABEL_BOXES = """(id) => [...document.querySelectorAll(`#${id} .textpoint text`)]
+  .filter(e => e.textContent.trim()).map(e => { const r = e.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom, e.textContent]; })"""
+
+
+def test_labels_in_the_final_view_do_not_overlap(page) -> None:
+    set_slider(page, "score-threshold", 0.0)
+    page.wait_for_function(f"() => ({LABEL_BOXES})('denoise-plot').length >= 2")
+    labels = page.evaluate(LABEL_BOXES, "denoise-plot")
+    boxes = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').data"
+                          ".filter(t => t.name === 'boxes' && t.visible === true)[0].customdata.length")
+    assert len(labels) < boxes  # crowded: not every box gets a label
+    for a in range(len(labels)):
+        for b in range(a + 1, len(labels)):
+            la, lb = labels[a], labels[b]
+            overlap_x = min(la[2], lb[2]) - max(la[0], lb[0])
+            overlap_y = min(la[3], lb[3]) - max(la[1], lb[1])
+            assert overlap_x <= 1 or overlap_y <= 1, (la[4], lb[4])
+    shot(page, "12_labels_threshold_0", "#denoise-plot")
+    set_slider(page, "score-threshold", 0.3)
+
+
+def test_the_address_bar_is_a_link_that_restores_the_view(page, server) -> None:
+    page.evaluate(SCRUB, ["denoise-plot", 5])
+    page.wait_for_function("() => window.location.search.includes('pos=5')")
+    url = page.url
+    assert "example=scene_01.jpg" in url and "steps=10" in url and "eta=0" in url
+    other = page.context.browser.new_page(viewport={"width": 1500, "height": 1000})
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(url)
+    other.wait_for_function("() => (document.querySelector('#status') || {innerText: ''}).innerText"
+                            ".includes('scene_01')")
+    other.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
+                            " return gd && gd.layout && gd.layout.sliders && gd.layout.sliders[0].active === 5; }")
+    assert other.locator("#steps input[type=number]").input_value() == "10"
+    shot(other, "13_link_restored", "#denoise-plot")
+    other.close()
+
+
+def test_convergence_view(page) -> None:
+    page.get_by_role("tab", name="Convergence").click()
+    page.wait_for_function("() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');"
+                           " return gd && gd.layout && gd.layout.meta && gd.layout.meta.mean_xt.length === 10; }")
+    entries = page.evaluate(LEGEND, "convergence-plot")
+    assert "noisy box x_t (each step)" in entries and "final box (class colour)" in entries
+    shot(page, "14_convergence", "#convergence-plot")
+    page.get_by_role("tab", name="Denoising").click()
+
+
+def test_phone_size_run(page, server) -> None:
+    phone = page.context.browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    small = phone.new_page()
+    small.set_default_timeout(TIMEOUT_MS)
+    small.goto(server.local_url)
+    small.wait_for_function("() => (document.querySelector('#status') || {innerText: ''}).innerText"
+                            ".includes('detection(s)')")
+    # the walkthrough does not cover the page; Detect comes before the result, and the result fits the screen
+    assert not small.evaluate("() => document.querySelector('#walkthrough-sidebar').classList.contains('open')")
+    detect, plot = small.locator("#detect-btn").bounding_box(), small.locator("#denoise-plot").bounding_box()
+    assert detect["y"] < plot["y"] < detect["y"] + 900 and plot["x"] + plot["width"] <= 390
+    sidebar = small.locator("#walkthrough").bounding_box()
+    assert sidebar is None or sidebar["x"] >= 380  # off screen to the right
+    shot(small, "15_phone_first_view")
+    small.locator("#detect-btn").tap()
+    small.wait_for_function("() => document.querySelector('#status').innerText.includes('cached result')")
+    small.locator("#denoise-plot").scroll_into_view_if_needed()
+    small.wait_for_timeout(1500)
+    assert small.locator("#denoise-plot").bounding_box()["width"] <= 390
+    small.screenshot(path=str(OUTPUT_DIR / "browser_15_phone_result.png"))
+    phone.close()
+
+
 def test_rho_slider_resynthesises_the_target(page) -> None:
-    page.get_by_role("tab", name="Target generation").click()
+    page.get_by_role("tab", name="Target").click()
     page.wait_for_function(f"() => ({TARGET_Z})() !== null")
     before = page.evaluate(TARGET_Z)
     shot(page, "04_target_before", "#target-plot")
@@ -190,7 +338,7 @@ def test_other_tabs_render(page) -> None:
     page.wait_for_selector("#training-plot .js-plotly-plot")
     assert "best AP" in page.locator("#training-summary").inner_text()
     shot(page, "07_training", "#training-plot")
-    page.get_by_role("tab", name="A/B compare").click()
+    page.get_by_role("tab", name="A/B").click()
     page.locator("#compare-btn").click()
     page.wait_for_selector("#compare-plot .js-plotly-plot")
     shot(page, "08_compare")

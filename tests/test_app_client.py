@@ -10,7 +10,7 @@ import pytest
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.handlers import MAX_CLASSES_OPTION
+from app.controls import MAX_CLASSES_OPTION
 from diffdet.config import TINY
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -54,6 +54,22 @@ def test_named_endpoints_are_listed(client: Client) -> None:
             "/checkpoint_info"} <= names
 
 
+def test_endpoint_parameters_are_named_after_the_handlers(client: Client) -> None:
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    params = {name: [p["parameter_name"] for p in spec["parameters"]] for name, spec in api.items()}
+    assert params["/predict"] == ["image_path", "checkpoint", "steps", "seed", "proposals", "eta", "heatmap_init",
+                                  "score_threshold"]
+    assert {"steps", "seed", "proposals", "eta", "renewal", "score_threshold", "stage"} <= set(params["/detect"])
+    assert {"seed_b", "steps_b", "eta_b"} <= set(params["/compare"]) and "position" in params["/render"]
+    assert not [p for names in params.values() for p in names if p.startswith("param_")]
+
+
+def test_predict_takes_its_parameters_by_name(client: Client, example: str) -> None:
+    result, _ = client.predict(image_path=handle_file(example), checkpoint=CHECKPOINT_NAME, steps=1, seed=0,
+                               proposals=20, eta=1.0, heatmap_init=0.0, score_threshold=0.0, api_name="/predict")
+    assert result["settings"]["steps"] == 1 and len(result["detections"]) > 0
+
+
 def test_predict_returns_detections_and_trajectory(client: Client, example: str) -> None:
     result, traj_file = client.predict(handle_file(example), CHECKPOINT_NAME, 2, 0, 20, 1.0, 0.0, 0.0,
                                        api_name="/predict")
@@ -64,12 +80,12 @@ def test_predict_returns_detections_and_trajectory(client: Client, example: str)
 
 def test_detect_returns_every_view(client: Client, example: str) -> None:
     out = detect(client, example)
-    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile = out
+    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile, converge = out
     assert "detection(s)" in status and "ground truth: example scene_00.jpg" in status
     fig = plot_json(denoise)
     assert len(fig["layout"]["sliders"][0]["steps"]) == 5
     assert fig["data"][0]["type"] == "image" and fig["data"][0]["source"].startswith("data:image/jpeg")
-    for value in (stats, heat, target, results):
+    for value in (stats, heat, target, results, converge):
         plot_json(value)
     assert table["headers"][:3] == ["#", "class", "score"]
     assert len(downloads) == 3 and stored.endswith(".npz")
@@ -78,9 +94,10 @@ def test_detect_returns_every_view(client: Client, example: str) -> None:
 def test_render_heatmap_and_target_endpoints(client: Client, example: str) -> None:
     stored = detect(client, example)[9]
     traj = handle_file(stored)
-    denoise, *_ = client.predict(traj, handle_file(example), None, True, 0.2, ["mug"], False, False, 1, 1, True,
-                                 False, api_name="/render")
-    assert "stage 1/4" in json.dumps(plot_json(denoise))
+    status, denoise, *_ = client.predict(traj, handle_file(example), None, True, 0.2, ["mug"], False, False, 1, 1,
+                                         True, False, 3, api_name="/render")
+    assert "stage 1/4" in json.dumps(plot_json(denoise)) and "score ≥ 0.20" in status
+    assert plot_json(denoise)["layout"]["sliders"][0]["active"] == 3  # the position asked for
     heat = client.predict(traj, handle_file(example), None, True, "mug", "overlay on image", 4, 0.5, 0.3,
                           api_name="/heatmap")
     assert plot_json(heat)["layout"]["updatemenus"]

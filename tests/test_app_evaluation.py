@@ -86,7 +86,7 @@ def test_guarded_handlers_log_user_errors_in_one_line_and_faults_with_a_tracebac
         caplog: pytest.LogCaptureFixture) -> None:
     import gradio as gr
 
-    from app.handlers import _guard
+    from app.controls import guard as _guard
 
     def refuse() -> None:
         raise InputError("The image is corrupt or truncated.")

@@ -1,4 +1,4 @@
-"""app.figures on hand-made trajectories: structure, client-side slider, validity against Plotly's schema."""
+"""The views' figure builders (app.plotting, app.views.*) on hand-made trajectories: structure, client-side slider, validity against Plotly's schema."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,15 @@ import pytest
 import torch
 
 import test_app_support as support
-from app import figures as F
+from app import plotting as P
+from app.views import compare, convergence, denoising, heatmap, results, training
+from app.views import target as target_view
 from diffdet.heatmap import gaussian_radius, synthesize_heatmap
 
 
 @pytest.fixture(scope="module")
-def image() -> F.ImageSource:
-    return F.ImageSource.from_array(support.make_image())
+def image() -> P.ImageSource:
+    return P.ImageSource.from_array(support.make_image())
 
 
 GT = np.array([[20, 16, 60, 56], [70, 30, 118, 86]], np.float32)
@@ -27,27 +29,28 @@ def shown(fig) -> list[list[dict]]:
 
 def test_image_source_is_a_jpeg_data_uri_in_original_pixels() -> None:
     big = np.zeros((1000, 3000, 3), np.uint8)
-    source = F.ImageSource.from_array(big, max_side=1500)
+    source = P.ImageSource.from_array(big, max_side=1500)
     assert source.uri.startswith("data:image/jpeg;base64,")
     assert (source.width, source.height) == (3000, 1000) and source.scale == pytest.approx(2.0)
     trace = source.trace()
     assert trace["type"] == "image" and trace["dx"] == pytest.approx(2.0) and "z" not in trace
     with pytest.raises(ValueError):
-        F.ImageSource.from_array(np.zeros((4, 4), np.uint8))
+        P.ImageSource.from_array(np.zeros((4, 4), np.uint8))
 
 
 def test_rect_path_separates_boxes_with_gaps() -> None:
-    xs, ys = F.rect_path(np.array([[0, 1, 2, 3], [4, 5, 6, 7]]))
+    xs, ys = P.rect_path(np.array([[0, 1, 2, 3], [4, 5, 6, 7]]))
     assert xs.shape == (12,) and np.isnan(xs[5]) and np.isnan(ys[11])
     assert xs[:5].tolist() == [0, 2, 2, 0, 0] and ys[:5].tolist() == [1, 1, 3, 3, 1]
 
 
 def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(image) -> None:
     traj = support.make_trajectory(steps=3, stages=2)
-    fig = F.validate_figure(F.denoise_figure(traj, image, gt_boxes=GT))
+    fig = P.validate_figure(denoising.denoise_figure(traj, image, gt_boxes=GT))
     slider = fig.layout.sliders[0]
     assert len(slider.steps) == 2 * 3 + 1 and slider.active == 6
-    assert [s.label for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
+    assert [s.value for s in slider.steps] == ["1·in", "1·out", "2·in", "2·out", "3·in", "3·out", "final"]
+    assert [s.label for s in slider.steps] == ["1", " ", "2", " ", "3", " ", "final"]  # ticks: step numbers
     assert all(s.method == "restyle" for s in slider.steps)
     positions = shown(fig)
     switched = slider.steps[0].args[1]
@@ -56,15 +59,20 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
     # before; the figure holds one set of slots, not one set of traces per position.
     assert all(list(s.args[1]) == list(switched) for s in slider.steps)
     assert len({tuple(sorted(s.args[0])) for s in slider.steps}) == 1
-    assert len(fig.data) <= 3 + max(len(p) for p in positions)
+    assert len(fig.data) < sum(len(p) for p in positions)
+    assert "visible" not in slider.steps[0].args[0]  # visibility belongs to the legend: hidden layers stay hidden
     # The figure opens at the slider's active position; every position shows something else.
-    as_opened = [t for t in fig.to_dict()["data"] if t.get("visible", True) is True]
+    def drawn(trace: dict) -> bool:  # not a legend-only key, not an empty slot
+        x = trace.get("x")
+        return x is None or (len(x) > 0 and not (len(x) == 1 and x[0] is None))
+
+    as_opened = [t for t in fig.to_dict()["data"] if t.get("visible", True) is True and drawn(t)]
     assert [t["name"] for t in as_opened] == [t["name"] for t in positions[-1]]
     # Exactly one caption per position, naming it.
     for traces, step in zip(positions, slider.steps):
         captions = [t["text"][0] for t in traces if t["name"] == "caption"]
         assert len(captions) == 1
-        expected = "Final detections" if step.label == "final" else f"Step {step.label.split('·')[0]}/3"
+        expected = "Final detections" if step.value == "final" else f"Step {step.value.split('·')[0]}/3"
         assert expected in captions[0]
     assert len({tuple(t["text"][0] for t in p if t["name"] == "caption") for p in positions}) == len(positions)
     # The image and ground truth are shown at every position; the image travels as a data URI.
@@ -74,21 +82,21 @@ def test_denoise_figure_has_one_slider_position_per_step_input_output_and_final(
 
 def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None:
     traj = support.make_trajectory(steps=2, stages=2)
-    fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0))
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(score_threshold=0.0))
     positions = shown(fig)
     # 1·in: the boxes fed to step 1, drawn in grey, with one hover point per proposal.
     inputs = [t for t in positions[0] if t["name"] == "inputs"][0]
     assert len(inputs["customdata"]) == traj.boxes_in_xyxy.shape[1]
-    np.testing.assert_allclose(inputs["x"], F.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(inputs["x"], P.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
     assert not [t for t in positions[0] if t["name"] in traj.class_names]
     # 2·out: step 2's last-stage boxes, by class; the hover points sit at their centres, renewal marks are gone
     # (nothing is renewed after the last step) and nothing of 1·out's hover survives.
     hover = [t for t in positions[3] if t["name"] == "boxes"][0]
-    np.testing.assert_allclose(hover["x"], F.box_centres(traj.boxes_xyxy[1, -1])[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(hover["x"], P.box_centres(traj.boxes_xyxy[1, -1])[:, 0], rtol=1e-6)
     assert "step 2/2" in hover["hovertemplate"] and "x-thin-open" not in hover["marker"]["symbol"]
     drawn = [t for t in positions[3] if t.get("mode") == "lines" and t["name"] in traj.class_names]
     xs = np.concatenate([np.asarray(t["x"], np.float64) for t in drawn])
-    assert np.isfinite(xs).sum() == 5 * traj.boxes_xyxy.shape[2] - 5 * int((F.opacity_level(traj.scores[1, -1]) == 0).sum())
+    assert np.isfinite(xs).sum() == 5 * traj.boxes_xyxy.shape[2] - 5 * int((P.opacity_level(traj.scores[1, -1]) == 0).sum())
     # final: the detections.
     final = [t for t in positions[-1] if t["name"] == "boxes"][0]
     assert len(final["customdata"]) == len(traj.detections)
@@ -97,7 +105,7 @@ def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None
 def test_denoise_hover_names_class_score_step_stage_box_and_iou(image) -> None:
     traj = support.make_trajectory(steps=2, stages=3)
     ious = {"out0": np.full(12, 0.25), "out1": np.full(12, 0.5), "final": np.full(len(traj.detections), 0.75)}
-    fig = F.denoise_figure(traj, image, F.ViewOptions(score_threshold=0.0), gt_boxes=GT, gt_ious=ious)
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(score_threshold=0.0), gt_boxes=GT, gt_ious=ious)
     hovers = [t for p in shown(fig) for t in p if t["name"] == "boxes"]
     assert len(hovers) == 3  # step 1 out, step 2 out, final
     step2 = hovers[1]
@@ -110,7 +118,7 @@ def test_denoise_hover_names_class_score_step_stage_box_and_iou(image) -> None:
 def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
     traj = support.make_trajectory(steps=3)
     assert traj.renewed[0].any() and traj.from_heatmap[0].any()
-    positions = shown(F.denoise_figure(traj, image))
+    positions = shown(denoising.denoise_figure(traj, image))
     names = {t["name"] for p in positions for t in p}
     assert {"renewed: fresh noise", "drawn from heatmap peaks", "centre tracks", "low score"} <= names
     hover = [t for t in positions[1] if t["name"] == "boxes"][0]  # step 1's prediction: renewed boxes carry an x
@@ -122,20 +130,20 @@ def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
 
 def test_class_filter_stage_and_toggles(image) -> None:
     traj = support.make_trajectory()
-    fig = F.denoise_figure(traj, image, F.ViewOptions(classes_shown=frozenset({0}), show_labels=False,
+    fig = denoising.denoise_figure(traj, image, P.ViewOptions(classes_shown=frozenset({0}), show_labels=False,
                                                       show_scores=False, show_tracks=False))
     traces = [t for p in shown(fig) for t in p]
     box_traces = [t for t in traces if t.get("mode") == "lines" and t["name"] in traj.class_names]
     assert box_traces and all(t["name"] == traj.class_names[0] for t in box_traces)
     assert not [t for t in traces if t["name"] in ("labels", "centre tracks")]
-    first_stage = shown(F.denoise_figure(traj, image, F.ViewOptions(stage=0)))
+    first_stage = shown(denoising.denoise_figure(traj, image, P.ViewOptions(stage=0)))
     assert "stage 1/2" in [t for t in first_stage[1] if t["name"] == "boxes"][0]["hovertemplate"]
 
 
 def test_opacity_follows_score(image) -> None:
-    assert F.opacity_level(np.array([0.0, 0.1, 0.3, 0.6, 0.9])).tolist() == [0, 0, 1, 2, 2]
+    assert P.opacity_level(np.array([0.0, 0.1, 0.3, 0.6, 0.9])).tolist() == [0, 0, 1, 2, 2]
     traj = support.make_trajectory()
-    fig = F.denoise_figure(traj, image)
+    fig = denoising.denoise_figure(traj, image)
     alphas = {float(t["line"]["color"].split(",")[-1].rstrip(")")) for p in shown(fig) for t in p
               if t.get("mode") == "lines" and t["name"] in traj.class_names and t["line"]["color"].startswith("rgba")}
     assert len(alphas) > 1
@@ -145,13 +153,13 @@ def test_unrecorded_trajectory_is_refused(image) -> None:
     traj = support.make_trajectory()
     traj.boxes_xyxy = None
     with pytest.raises(ValueError, match="record"):
-        F.denoise_figure(traj, image)
-    assert "recorded" in json.dumps(F.step_stats_figure(traj, 0.3).to_dict())
+        denoising.denoise_figure(traj, image)
+    assert "recorded" in json.dumps(denoising.step_stats_figure(traj, 0.3).to_dict())
 
 
 def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
     a, b = support.make_trajectory(steps=3), support.make_trajectory(steps=2, seed=1)
-    fig = F.validate_figure(F.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
+    fig = P.validate_figure(compare.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
     assert len(fig.layout.sliders[0].steps) == 7
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
     for traces in shown(fig):
@@ -161,7 +169,7 @@ def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
 
 def test_step_stats(image) -> None:
     traj = support.make_trajectory(steps=3)
-    fig = F.validate_figure(F.step_stats_figure(traj, 0.3))
+    fig = P.validate_figure(denoising.step_stats_figure(traj, 0.3))
     bars = fig.data[0]
     assert list(bars.x) == [1, 2, 3]
     assert list(bars.y) == [(traj.scores[s, -1] >= 0.3).sum() for s in range(3)]
@@ -171,23 +179,23 @@ def test_heatmap_views(image) -> None:
     traj = support.make_trajectory()
     target = np.zeros_like(traj.heatmap)
     target[0, 4, 5] = 1.0
-    side = F.validate_figure(F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, boxes_xyxy=GT))
+    side = P.validate_figure(heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, boxes_xyxy=GT))
     heat = [t for t in side.data if t.type == "heatmap"]
     assert [t.name for t in heat] == ["predicted", "target", "difference"]
     assert heat[0].dx == 8.0 and heat[0].x0 == 4.0
     np.testing.assert_allclose(np.asarray(heat[2].z), (traj.heatmap.max(0) - target.max(0)).round(3), atol=1e-3)
     assert side.layout.xaxis2.matches == "x" and side.layout.xaxis3.matches == "x"
-    one = F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, class_index=1)
+    one = heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, class_index=1)
     np.testing.assert_allclose(np.asarray(one.data[0].z), traj.heatmap[1].round(3), atol=1e-3)
-    overlay = F.validate_figure(F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names,
+    overlay = P.validate_figure(heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names,
                                                  mode="overlay"))
     assert overlay.data[0].type == "image"
     assert [b.label for b in overlay.layout.updatemenus[0].buttons] == ["predicted", "target", "difference"]
     assert overlay.layout.sliders[0].steps[3].args[0] == {"opacity": 0.3}
-    none = F.validate_figure(F.heatmap_figure(None, target, 8.0, image, traj.class_names))
+    none = P.validate_figure(heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names))
     assert "no heatmap head" in json.dumps(none.to_dict())
     with pytest.raises(ValueError):
-        F.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="3d")
+        heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="3d")
 
 
 def test_target_figure_draws_radius_circles_and_profile(image) -> None:
@@ -195,7 +203,7 @@ def test_target_figure_draws_radius_circles_and_profile(image) -> None:
     boxes_t = torch.as_tensor(GT)
     target = synthesize_heatmap(boxes_t, torch.as_tensor(labels), 3, (12, 16), 8.0, 1.0, 0.5).numpy()
     radii = gaussian_radius(boxes_t, 8.0, 1.0, 0.5).numpy()
-    fig = F.validate_figure(F.target_figure(image, GT, labels, support.CLASSES, target, 8.0, radii, profile_box=1,
+    fig = P.validate_figure(target_view.target_figure(image, GT, labels, support.CLASSES, target, 8.0, radii, profile_box=1,
                                             min_radius=1.0, rho=0.5))
     circles = [t for t in fig.data if t.name == "gaussian radius"][0]
     xs = np.asarray(circles.x, float)
@@ -210,13 +218,13 @@ def test_target_figure_draws_radius_circles_and_profile(image) -> None:
 
 def test_results_figure_colours_tp_fp_fn(image) -> None:
     boxes = np.array([[20, 16, 60, 56], [0, 0, 10, 10]], np.float32)
-    fig = F.validate_figure(F.results_figure(
+    fig = P.validate_figure(results.results_figure(
         image, boxes, np.array([0.9, 0.8]), np.array([0, 0]), support.CLASSES, status=np.array(["TP", "FP"]),
         best_iou=np.array([1.0, 0.0]), gt_boxes=GT, gt_labels=np.array([0, 2]), gt_matched=np.array([True, False])))
     colours = {t.name: t.line.color for t in fig.data if getattr(t, "mode", None) == "lines" and t.x[0] is not None}
-    assert colours["true positive"] == F.TP_COLOUR and colours["false positive"] == F.FP_COLOUR
-    assert colours["missed"] == F.FN_COLOUR
-    plain = F.validate_figure(F.results_figure(image, boxes, np.array([0.9, 0.8]), np.array([0, 1]),
+    assert colours["true positive"] == P.TP_COLOUR and colours["false positive"] == P.FP_COLOUR
+    assert colours["missed"] == P.FN_COLOUR
+    plain = P.validate_figure(results.results_figure(image, boxes, np.array([0.9, 0.8]), np.array([0, 1]),
                                                support.CLASSES))
     assert {t.name for t in plain.data if getattr(t, "showlegend", False)} == {"master_chef_can", "cracker_box"}
 
@@ -224,14 +232,15 @@ def test_results_figure_colours_tp_fp_fn(image) -> None:
 def test_training_figure() -> None:
     rows = [{"iter": 0, "loss": 2.0, "loss_ce": 1.0, "lr": 1e-4}, {"iter": 100, "loss": 1.0, "loss_ce": 0.5},
             {"iter": 100, "eval": {"AP": 0.4, "AP50": 0.6, "per_class": {"mug": 0.5, "cracker_box": 0.3}}}]
-    fig = F.validate_figure(F.training_figure(rows, title="run"))
+    fig = P.validate_figure(training.training_figure(rows, title="run"))
     names = [t.name for t in fig.data]
-    assert {"loss", "loss_ce", "AP", "AP50", "paper R-50, heatmap", "paper R-50, no heatmap"} <= set(names)
+    assert {"loss", "loss_ce", "AP", "AP50", "PROPS paper, R-50 with heatmap (real photos)",
+            "PROPS paper, R-50 without heatmap (real photos)"} <= set(names)
     ap = [t for t in fig.data if t.name == "AP"][0]
     assert list(ap.y) == [40.0]  # fractions are shown as percentages
-    bars = [t for t in fig.data if t.name == "paper R-50, heatmap"][0]
-    assert list(bars.y) == [F.PAPER_PROPS_AP["mug"][1], F.PAPER_PROPS_AP["cracker_box"][1]]
-    empty = F.training_figure([{"iter": 0, "loss": 1.0}])
+    bars = [t for t in fig.data if t.name == "PROPS paper, R-50 with heatmap (real photos)"][0]
+    assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
+    empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())
 
 
@@ -240,10 +249,74 @@ def test_figures_build_fast(image) -> None:
     import time
 
     traj = support.make_trajectory(steps=4, stages=4, proposals=100, classes=tuple(f"c{i}" for i in range(10)))
-    F.denoise_figure(traj, image)
+    denoising.denoise_figure(traj, image)
     start = time.perf_counter()
-    fig = F.denoise_figure(traj, image)
+    fig = denoising.denoise_figure(traj, image)
     text = fig.to_json()
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, elapsed
     assert len(text) < 2_000_000
+
+
+def test_convergence_curve_follows_the_best_slots_to_their_final_box() -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    curve = convergence.convergence_curve(traj, top=3)
+    final_scores = traj.scores[-1, -1]
+    assert list(curve["slots"]) == list(np.argsort(-final_scores)[:3])
+    assert curve["xt"].shape == (4, 3) and curve["x0"].shape == (4, 3)
+    # The x0 prediction of the last step is the final box itself; x_t walks towards it (the fake run drifts).
+    np.testing.assert_allclose(curve["x0"][-1], 1.0, atol=1e-6)
+    assert curve["mean_xt"][-1] > curve["mean_xt"][0]
+    # Where a slot was renewed, its last life starts after the renewal.
+    start = convergence.last_life_start(traj)
+    for slot in range(12):
+        renewed_at = np.flatnonzero(traj.renewed[:, slot])
+        assert start[slot] == (renewed_at[-1] + 1 if len(renewed_at) else 0)
+
+
+def test_convergence_figure_has_toggleable_layers(image) -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    fig = P.validate_figure(convergence.convergence_figure(traj, image, top=5, gt_boxes=GT))
+    groups = {t.legendgroup for t in fig.data if t.type == "scatter" and t.showlegend}
+    assert {"gt", "xt", "path", "xtcurve", "x0curve"} <= groups
+    # every trace of a group that is drawn on the image carries the group, so one legend click hides them all
+    xt_traces = [t for t in fig.data if t.name == "noisy box x_t (each step)"]
+    assert len(xt_traces) >= 4 and all(t.legendgroup == "xt" for t in xt_traces)
+    assert fig.layout.legend.itemclick is not False
+    assert len(fig.layout.meta["mean_xt"]) == 4
+
+
+def test_slider_ticks_stay_readable_at_many_steps(image) -> None:
+    traj = support.make_trajectory(steps=30, stages=1, proposals=6)
+    labels = [s.label for s in P.validate_figure(denoising.denoise_figure(traj, image)).layout.sliders[0].steps]
+    numbered = [v for v in labels if v.strip() and v != "final"]
+    assert len(labels) == 61 and 10 <= len(numbered) <= 16 and "1" in numbered and "30" in numbered
+
+
+def test_placed_labels_never_overlap_and_prefer_high_scores() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 600, (60, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + 40], axis=1)
+    scores = rng.uniform(0, 1, 60)
+    texts = [f"potted_meat_can {s:.2f}" for s in scores]
+    kept = P.placed_labels(boxes, texts, scores, image_width=640, max_labels=15)
+    assert 0 < len(kept) <= 15 and int(np.argmax(scores)) in kept
+    px = 640 / P.LABEL_DRAWN_WIDTH
+    rects = [(boxes[i, 0], boxes[i, 1] - (P.LABEL_FONT_PX + 4) * px,
+              boxes[i, 0] + (len(texts[i]) * P.LABEL_CHAR_PX + 4) * px, boxes[i, 1]) for i in kept]
+    for a in range(len(rects)):
+        for b in range(a + 1, len(rects)):
+            ra, rb = rects[a], rects[b]
+            assert not (ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3])
+
+
+def test_tracks_follow_only_surviving_proposals(image) -> None:
+    traj = support.make_trajectory(steps=4, stages=2, proposals=12)
+    view = denoising.ViewOptions(score_threshold=0.5)
+    fig = denoising.denoise_figure(traj, image, view)
+    final = support.traces_at(fig, len(fig.layout.sliders[0].steps) - 1)
+    track = [t for t in final if t["name"] == "centre tracks"][0]
+    paths = np.isnan(np.asarray(track["x"], np.float64)).sum()  # one NaN ends each path
+    survivors = int((traj.scores[-1, -1] >= 0.5).sum())
+    assert 0 < paths <= survivors < 12
+    assert track["line"]["color"].endswith("0.4)")  # faint

@@ -1,4 +1,4 @@
-"""app.handlers called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
+"""The handlers (app.explorer.Explorer and the views' mixins) called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,8 @@ import torch
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.handlers import MAX_CLASSES_OPTION, Display, Explorer, heatmap_grid
+from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid
+from app.explorer import Explorer
 from diffdet.config import TINY
 from diffdet.heatmap import synthesize_heatmap
 from diffdet.trajectory import Trajectory
@@ -52,9 +53,9 @@ def detect(explorer: Explorer, image: str | None, gt_file: str | None = None, **
 
 
 def test_detect_builds_every_view(run: tuple) -> None:
-    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile = run
+    status, denoise, stats, heat, target, results, table, metrics, downloads, stored, profile, converge = run
     assert "detection(s)" in status and "2 DDIM step(s)" in status and "ground truth: example scene_00.jpg" in status
-    for fig in (denoise, stats, heat, target, results):
+    for fig in (denoise, stats, heat, target, results, converge):
         assert isinstance(fig, go.Figure)
     assert len(denoise.layout.sliders[0].steps) == 2 * 2 + 1
     assert isinstance(table.data if hasattr(table, "data") else table, pd.DataFrame)
@@ -150,14 +151,16 @@ def test_uploaded_coco_ground_truth_scores_the_run(explorer: Explorer, example: 
 
 
 def test_render_redraws_without_sampling(explorer: Explorer, example: str, run: tuple) -> None:
-    denoise, stats, results, table, metrics = explorer.render(
-        run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False)
+    status, denoise, stats, results, table, metrics, converge = explorer.render(
+        run[9], example, None, True, 0.0, [TINY.class_names[0]], False, False, 3, 1, False, False, 2)
+    assert denoise.layout.sliders[0].active == 2  # the slider stays where the browser said it was
+    assert f"1 of {len(TINY.class_names)} classes shown" in status and "renewal on" in status
     traces = [t for p in range(len(denoise.layout.sliders[0].steps)) for t in support.traces_at(denoise, p)]
     assert "stage 1/4" in [t for t in traces if t["name"] == "boxes"][0]["hovertemplate"]
     drawn = {t["name"] for t in traces if t.get("mode") == "lines" and t["name"] in TINY.class_names}
     assert drawn <= {TINY.class_names[0]}
     assert not [t for t in traces if t["name"] in ("labels", "centre tracks", "ground truth")]
-    assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(5))
+    assert all(explorer.render(None, example, None, True, *DISPLAY.values())[i] is not None for i in range(7))
 
 
 def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, example: str, run: tuple) -> None:
@@ -200,11 +203,12 @@ def test_heatmap_view_modes(explorer: Explorer, example: str, run: tuple) -> Non
 
 
 def test_checkpoint_info_updates_the_controls(explorer: Explorer) -> None:
-    info, classes, stage, proposals, heat, heat_class, target_class, min_radius, rho = explorer.checkpoint_info(
-        CHECKPOINT_NAME, None)
+    (info, classes, stage, proposals, heat, heat_class, target_class, min_radius, rho, classes_box,
+     heat_b) = explorer.checkpoint_info(CHECKPOINT_NAME, None)
     assert "efficientnet_lite0" in info and "10 classes" in info
     assert classes["choices"] == list(TINY.class_names) and stage["maximum"] == TINY.num_stages
-    assert proposals["value"] == 20 and heat["interactive"] is True
+    assert stage["visible"] is True and classes_box["visible"] is True
+    assert "value" not in proposals and heat["visible"] is True and heat_b["visible"] is True
     assert min_radius["value"] == TINY.min_radius and rho["value"] == TINY.rho
     bad = explorer.checkpoint_info("missing.safetensors", None)
     assert "Unknown checkpoint" in bad[0]
@@ -295,5 +299,28 @@ def test_image_change_explains_instead_of_failing(explorer: Explorer, app_env: s
     path, message = support.bad_uploads(app_env.work_dir / "explain")["not_image"]
     args = {**SAMPLER, **DISPLAY, **VIEWS}
     out = explorer.detect_or_explain(str(path), None, True, CHECKPOINT_NAME, None, *args.values())
-    assert out[0].startswith("**Cannot run:**") and message in out[0]
-    assert message in json.dumps(out[1].to_dict())
+    assert "**Cannot run:**" in out[0] and message in out[0] and "previous run" in out[0]
+    # every view keeps what it showed (the previous run) instead of an error badge
+    assert len(out) == 12 and all(isinstance(v, type(gr.skip())) and v == gr.skip() for v in out[1:])
+
+
+def test_a_failed_detect_keeps_the_previous_views(explorer: Explorer, example: str) -> None:
+    args = {**SAMPLER, **DISPLAY, **VIEWS, "steps": 10_000}
+    out = explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values())
+    assert "DDIM steps must be between" in out[0] and all(v == gr.skip() for v in out[1:])
+
+
+def test_a_shared_link_sets_image_controls_and_position(explorer: Explorer) -> None:
+    from types import SimpleNamespace
+
+    link = SimpleNamespace(query_params={"example": "scene_01.jpg", "steps": "7", "eta": "0.5", "renewal": "1",
+                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4"})
+    image, steps, eta, renewal, proposals, seed, threshold, pos = explorer.from_url(link)
+    assert image.endswith("scene_01.jpg") and steps["value"] == 7 and eta["value"] == 0.5
+    assert renewal["value"] is True and proposals["value"] == 30 and seed["value"] == 3
+    assert threshold["value"] == 0.6 and pos["value"] == 4
+    # a broken link is ignored, never an error
+    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1"})
+    image, steps, eta, *_, pos = explorer.from_url(bad)
+    assert image.endswith("scene_00.jpg") and "value" not in steps and "value" not in eta and "value" not in pos
+    assert explorer.from_url(None)[0].endswith("scene_00.jpg")

@@ -100,7 +100,7 @@ def _decoded(value: object) -> object:
 def traces_at(fig: object, position: int) -> list[dict]:
     """The traces a slider figure (denoising or A/B view) shows at slider ``position``, as ``Plotly.restyle`` leaves
     them in the browser: the step's per-trace values applied to the traces it lists (a None value removes the
-    attribute, so Plotly's default applies), hidden traces dropped, typed arrays decoded. Plain dicts."""
+    attribute, so Plotly's default applies), hidden and empty traces dropped, typed arrays decoded. Plain dicts."""
     figure = fig.to_dict() if hasattr(fig, "to_dict") else fig
     data = copy.deepcopy(figure["data"])
     update, indices = figure["layout"]["sliders"][0]["steps"][position]["args"]
@@ -114,7 +114,13 @@ def traces_at(fig: object, position: int) -> list[dict]:
                 node.pop(leaf, None)
             else:
                 node[leaf] = values[j]
-    return [_decoded(t) for t in data if t.get("visible", True) is True]
+    # empty slots and legend keys draw nothing; the slider never hides slots (visibility belongs to the legend)
+    return [_decoded(t) for t in data if t.get("visible", True) is True and not _empty(t.get("x"))]
+
+
+def _empty(x: object) -> bool:
+    """No points (an unused slot), or a legend-only key's single None."""
+    return isinstance(x, list) and (len(x) == 0 or x == [None])
 
 
 def make_image(size_hw: tuple[int, int] = (96, 128), seed: int = 0) -> np.ndarray:
@@ -255,7 +261,7 @@ def odd_but_valid_uploads(folder: Path) -> dict[str, Path]:
 def launched_app(env: AppEnv, name: str):
     """The app launched on a free local port for the tests (its own output folder ``name``); yields
     (demo, explorer) and closes the server afterwards."""
-    from app.handlers import Explorer
+    from app.explorer import Explorer
     from app.ui import build_demo, launch
 
     explorer = Explorer(env.checkpoint_dir, env.examples_dir, output_dir=env.work_dir / name)

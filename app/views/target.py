@@ -1,0 +1,188 @@
+"""The target-generation view: the heatmap head's training target, live under the min_radius / rho sliders, with
+a profile through one box."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from diffdet.config import DiffDetConfig
+from diffdet.heatmap import gaussian_radius
+from diffdet.trajectory import Trajectory
+
+from app.controls import heatmap_grid, number
+from app.inputs import GroundTruth
+from app.plotting import (
+    IMAGE_PLOT_HEIGHT, ImageSource, box_centres, circle_path, class_colour, image_axes, image_plot_height, lines,
+    make_figure, message_figure, rect_path,
+)
+from app.views.heatmap import OVERLAY_SCALE, heatmap_trace, select_channel
+
+def target_figure(
+    image: ImageSource, boxes_xyxy: np.ndarray, labels: np.ndarray, class_names: Sequence[str], target: np.ndarray,
+    stride: float, radii_cells: np.ndarray, class_index: int | None = None, profile_box: int | None = None,
+    source: str = "ground truth", min_radius: float | None = None, rho: float | None = None,
+    profile_map: np.ndarray | None = None,
+) -> go.Figure:
+    """The synthesised target on the image with each box's gaussian radius drawn as a circle, and below it the 1-D
+    profile of the target along the row through one box's centre (x shared with the image).
+
+    Args:
+        boxes_xyxy (np.ndarray[G, 4]) pixels, labels (np.ndarray[G]) class ids: the boxes the target comes from.
+        target (np.ndarray[K, Hh, Wh]): ``synthesize_heatmap`` output, or (Hh, Wh) already reduced to the shown
+            class; radii_cells (np.ndarray[G]) from ``gaussian_radius``, in heatmap cells (one cell = ``stride``
+            pixels).
+        class_index: the class shown (None = max over classes); profile_box: index into the boxes (None = none).
+        profile_map (np.ndarray[Hh, Wh]): the profile box's class channel, needed when ``target`` is 2-D.
+    """
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    shown = np.ones(len(labels), bool) if class_index is None else labels == class_index
+    z = target if target.ndim == 2 else select_channel(target, class_index)
+    axes_img = ("x", "y")
+    xaxis, yaxis = image_axes(image.width, image.height, domain_y=(0.3, 1.0), constrain="range")
+    xaxis2 = {"domain": [0, 1], "anchor": "y2", "matches": "x", "showgrid": False, "zeroline": False,
+              "title": {"text": "x (pixels)", "font": {"size": 11}}}
+    yaxis2 = {"domain": [0, 0.2], "anchor": "x2", "range": [0, 1.08], "title": {"text": "target", "font": {"size": 11}},
+              "gridcolor": "#eee", "zeroline": False}
+    # The live view resends this figure on every slider move: the map travels as uint8 (4x smaller than float32)
+    # and is read exactly in the profile below, so it carries no hover of its own.
+    ticks = [0, 0.25, 0.5, 0.75, 1.0]
+    z_uint8 = np.round(np.clip(z, 0, 1) * 255).astype(np.uint8)
+    heat = heatmap_trace(z_uint8, stride, axes_img, OVERLAY_SCALE, 0, 255, "target",
+                          {"x": 1.0, "xanchor": "left", "y": 0.65, "len": 0.65,
+                           "tickvals": [t * 255 for t in ticks], "ticktext": [f"{t:g}" for t in ticks]},
+                          opacity=0.75)
+    heat["z"] = z_uint8
+    heat["hoverinfo"] = "skip"
+    heat.pop("hovertemplate")
+    data = [image.trace(), heat]
+    centres = box_centres(boxes)
+    radii_px = np.asarray(radii_cells, np.float32).reshape(-1) * stride
+    for label in np.unique(labels[shown]):
+        pick = shown & (labels == label)
+        data.append(lines(*rect_path(boxes[pick]), class_colour(label), 1.5, name=class_names[int(label)]))
+    if shown.any():
+        data.append(lines(*circle_path(centres[shown], radii_px[shown]), "rgba(255,255,255,0.95)", 1.5,
+                           name="gaussian radius", dash="dot"))
+        rows = [[str(class_names[int(labels[i])]), float(radii_cells[i]), float(radii_px[i]),
+                 float(boxes[i, 2] - boxes[i, 0]), float(boxes[i, 3] - boxes[i, 1]), int(i)]
+                for i in np.flatnonzero(shown)]
+        data.append({"type": "scatter", "mode": "markers", "x": centres[shown, 0], "y": centres[shown, 1],
+                     "customdata": rows, "showlegend": False, "name": "centres",
+                     "marker": {"size": 6, "color": "white", "line": {"width": 1, "color": "black"}},
+                     "hovertemplate": ("<b>#%{customdata[5]} %{customdata[0]}</b><br>box %{customdata[3]:.0f} x "
+                                       "%{customdata[4]:.0f} px<br>radius %{customdata[1]:.2f} cells = "
+                                       "%{customdata[2]:.1f} px<extra></extra>")})
+    shapes = []
+    title = f"target from {source} · class: {'max over classes' if class_index is None else class_names[class_index]}"
+    if min_radius is not None and rho is not None:
+        title += f" · r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
+    if profile_box is not None and 0 <= profile_box < len(boxes):
+        b = int(profile_box)
+        channel = profile_map if profile_map is not None else (target if target.ndim == 2 else target[labels[b]])
+        row = int(np.clip(np.floor(centres[b, 1] / stride), 0, channel.shape[0] - 1))
+        values = channel[row]  # (Wh,)
+        xs = (np.arange(values.shape[0], dtype=np.float32) + 0.5) * stride
+        data.append({"type": "scatter", "mode": "lines+markers", "x": xs, "y": values.round(4),
+                     "line": {"color": class_colour(labels[b]), "width": 2, "shape": "linear"},
+                     "marker": {"size": 3}, "name": "profile", "showlegend": False,
+                     "xaxis": "x2", "yaxis": "y2",
+                     "hovertemplate": "x %{x:.0f} px: %{y:.3f}<extra></extra>"})
+        data.append(lines(*rect_path(boxes[b:b + 1]), "#FFFFFF", 3.0, name="profile box"))
+        data.append(lines(np.array([0, image.width], np.float32),
+                           np.array([(row + 0.5) * stride] * 2, np.float32), "rgba(255,255,255,0.8)", 1,
+                           name="profile row", dash="dash"))
+        cx, r = float(centres[b, 0]), float(radii_px[b])
+        for x in (cx - r, cx + r):
+            shapes.append({"type": "line", "xref": "x2", "yref": "y2", "x0": x, "x1": x, "y0": 0, "y1": 1.05,
+                           "line": {"color": "#6b7280", "dash": "dot", "width": 1}})
+        title += f"<br>profile: box #{b} ({class_names[int(labels[b])]}), dotted lines at centre ± r"
+    layout = {"xaxis": xaxis, "yaxis": yaxis, "xaxis2": xaxis2, "yaxis2": yaxis2, "shapes": shapes,
+              "height": int(image_plot_height(image.width, image.height) / 0.7) + 96, "showlegend": False,
+              "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 0.985,
+                        "yanchor": "top", "yref": "container"},
+              "margin": {"l": 50, "r": 50, "t": 64, "b": 40}}
+    return make_figure(data, layout)
+
+
+class TargetHandlers:
+    """The target view's handlers (mixed into ``app.explorer.Explorer``)."""
+
+    def _target(self, source: ImageSource, image_hw: tuple[int, int], class_names: Sequence[str],
+                gt: GroundTruth | None, traj: Trajectory | None, cfg: DiffDetConfig | None, score_threshold: float,
+                min_radius: Any, rho: Any, target_class: Any, profile_box: Any) -> tuple[go.Figure, Any]:
+        min_r = number(min_radius, 4.0, 0.1, 64.0, "min_radius")
+        rho_v = number(rho, 0.5, 0.0, 4.0, "rho")
+        boxes, labels, source_name = self._target_boxes(gt, traj, score_threshold)
+        if traj is not None and traj.heatmap is not None:
+            grid, stride = tuple(traj.heatmap.shape[1:]), traj.heatmap_stride
+        elif cfg is not None:
+            grid, stride = heatmap_grid(cfg, image_hw)
+        else:
+            grid, stride = (max(1, image_hw[0] // 8), max(1, image_hw[1] // 8)), 8.0
+        class_index = self._class_index(target_class, class_names)
+        target = self._synthesize(boxes, labels, class_index, grid, stride, min_r, rho_v)
+        radii = gaussian_radius(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)), stride, min_r,
+                                rho_v).numpy()
+        choices = [(f"#{i} {class_names[int(k)]} ({b[2] - b[0]:.0f} x {b[3] - b[1]:.0f} px)", i)
+                   for i, (b, k) in enumerate(zip(boxes, labels))]
+        box = None
+        if choices:
+            box = int(profile_box) if isinstance(profile_box, (int, float)) and 0 <= profile_box < len(choices) \
+                else 0
+        if len(boxes) == 0:
+            figure = message_figure("No boxes to build a target from: give ground truth (or pick an example) or "
+                                      "run the detector.", height=IMAGE_PLOT_HEIGHT)
+        else:
+            profile_map = None
+            if box is not None:
+                box_class = int(labels[box])
+                profile_map = target if class_index == box_class else \
+                    self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
+            figure = target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
+                                     source_name, min_r, rho_v, profile_map=profile_map)
+        return figure, gr.update(choices=choices, value=box)
+
+    def render_target(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                      traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any, rho: Any,
+                      target_class: Any, profile_box: Any, score_threshold: Any) -> Any:
+        """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders)."""
+        if not image_path:
+            return message_figure("Pick an image (and ground truth) to see its heatmap target.")
+        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                           traj_file, checkpoint, upload)
+        figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
+                                 number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class,
+                                 profile_box)
+        return figure
+
+    def _target_inputs(self, image_path: str, gt_file: str | None, use_example_gt: bool, traj_file: str | None,
+                       checkpoint: str | None, upload: str | None) -> tuple:
+        """What the target view draws from: the image, its size, class names, ground truth, and the run's trajectory
+        (when it belongs to this image) or else the chosen checkpoint's config."""
+        source = self.image_source(image_path, light=True)
+        image_hw = (source.height, source.width)
+        traj = self.trajectory(traj_file)
+        if traj is not None and tuple(traj.image_size_hw) != image_hw:
+            traj = None
+        cfg = self.config(checkpoint, upload) if traj is None else None
+        class_names = traj.class_names if traj is not None else cfg.class_names
+        gt, _ = self.ground_truth(image_path, image_hw, gt_file, use_example_gt, class_names)
+        return source, image_hw, class_names, gt, traj, cfg
+
+    def target_boxes_update(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                            traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
+                            rho: Any, target_class: Any, score_threshold: Any) -> tuple:
+        """New image or ground truth: the target figure and the profile-box choices."""
+        if not image_path:
+            return message_figure("Pick an image (and ground truth) to see its heatmap target."), \
+                gr.update(choices=[], value=None)
+        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                           traj_file, checkpoint, upload)
+        return self._target(source, image_hw, class_names, gt, traj, cfg,
+                            number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class, 0)
+
