@@ -161,7 +161,7 @@ def test_bad_arguments_give_clear_errors(ycb_dir: Path, tmp_path: Path, capsys: 
     assert "--ycb folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         render.cli(["--ycb", str(ycb_dir), "--out", str(tmp_path / "o"), "--num", "0"])
-    assert "--num must be a positive" in capsys.readouterr().err
+    assert "argument --num: must be >= 1, got 0" in capsys.readouterr().err
     partial = tmp_path / "partial"
     write_textured_box(partial / "003_cracker_box", (0.06, 0.16, 0.21), seed=0)
     with pytest.raises(ValueError, match="lacks textured.obj for classes"):

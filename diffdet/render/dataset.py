@@ -7,7 +7,6 @@ Output: ``OUT/train.json`` and ``OUT/val.json``, each a list of
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 
 import cv2
 
+from diffdet.config import ArgumentParser, float_range, int_range, nonnegative_int, positive_int, unit_float
 from diffdet.render.assets import find_ycb_meshes
 from diffdet.render.renderer import BOX_MODES, SceneRenderer
 from diffdet.render.scene import POOL_SIZES, sample_scene, scene_rng
@@ -82,27 +82,23 @@ def render_dataset(meshes: Mapping[str, str | Path], out_dir: str | Path, num_tr
 def cli(argv: list[str]) -> int:
     """``python -m diffdet render --ycb DIR --out DIR --num N --seed S [--val-fraction F | --num-val M]
     [--split-scenes] [--min-visibility V] [--box amodal|visible] [--no-distractors] [--width W --height H]``."""
-    parser = argparse.ArgumentParser(prog="python -m diffdet render", description="Render PROPS look-alike scenes from the YCB meshes.")
+    parser = ArgumentParser(prog="python -m diffdet render", description="Render PROPS look-alike scenes from the YCB meshes.")
     parser.add_argument("--ycb", required=True, help="folder of YCB models: NNN_<class>/textured.obj (google_16k)")
     parser.add_argument("--out", required=True, help="output folder: train.json, val.json, images/")
-    parser.add_argument("--num", type=int, required=True, help="total number of images (train + val)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="share of --num rendered as val")
-    parser.add_argument("--num-val", type=int, default=None, help="number of val images (overrides the fraction)")
+    parser.add_argument("--num", type=positive_int, required=True, help="total number of images (train + val)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--val-fraction", type=float_range(0.0, 0.99), default=0.15, help="share of --num rendered as val")
+    parser.add_argument("--num-val", type=nonnegative_int, default=None, help="number of val images (overrides the fraction)")
     parser.add_argument("--split-scenes", action="store_true",
                         help="val also uses its own table/floor/wall textures (a harder, disjoint-look split)")
-    parser.add_argument("--min-visibility", type=float, default=0.1, help="drop objects less visible than this")
+    parser.add_argument("--min-visibility", type=unit_float, default=0.1, help="drop objects less visible than this")
     parser.add_argument("--box", choices=BOX_MODES, default="amodal",
                         help="box convention: amodal (whole object, hidden parts included; PROPS) or visible")
     parser.add_argument("--no-distractors", action="store_true", help="no non-PROPS objects in the scenes")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--texture-size", type=int, default=TEXTURE_SIZE, help="YCB textures are downscaled to it")
+    parser.add_argument("--width", type=int_range(32, 8192), default=640)
+    parser.add_argument("--height", type=int_range(32, 8192), default=480)
+    parser.add_argument("--texture-size", type=int_range(16, 8192), default=TEXTURE_SIZE, help="YCB textures are downscaled to it")
     args = parser.parse_args(argv)
-    if args.num <= 0:
-        parser.error(f"--num must be a positive number of images, got {args.num}")
-    if not 0.0 <= args.val_fraction < 1.0:
-        parser.error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     num_val = round(args.num * args.val_fraction) if args.num_val is None else args.num_val
     if not 0 <= num_val <= args.num:
         parser.error(f"--num-val must be in [0, --num={args.num}], got {num_val}")

@@ -5,14 +5,13 @@ The real figures were measured on the real PROPS photos at 640x480 (they are hel
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from diffdet.config import PROPS_CLASSES
+from diffdet.config import PROPS_CLASSES, ArgumentParser, int_range
 
 # Measured on real PROPS photographs (640x480): sqrt(box area) percentiles, per-class median box w x h,
 # box-centre 5th-95th percentiles, objects per image.
@@ -88,12 +87,12 @@ def format_comparison(stats: dict[str, Any], real: dict[str, Any] = REAL_PROPS) 
 
 def cli(argv: list[str]) -> int:
     """``python -m diffdet render-stats --data DIR [--split train] [--json OUT]``."""
-    parser = argparse.ArgumentParser(prog="python -m diffdet render-stats",
+    parser = ArgumentParser(prog="python -m diffdet render-stats",
                                      description="Box statistics of a PROPS-format set beside real PROPS photos.")
     parser.add_argument("--data", required=True, help="PROPS-format folder (train.json / val.json)")
     parser.add_argument("--split", default="train", choices=("train", "val"))
-    parser.add_argument("--width", type=int, default=640, help="image width the boxes refer to")
-    parser.add_argument("--height", type=int, default=480, help="image height the boxes refer to")
+    parser.add_argument("--width", type=int_range(1, 100000), default=640, help="image width the boxes refer to")
+    parser.add_argument("--height", type=int_range(1, 100000), default=480, help="image height the boxes refer to")
     parser.add_argument("--json", default=None, help="also write the statistics to this JSON file")
     args = parser.parse_args(argv)
     path = Path(args.data) / f"{args.split}.json"
