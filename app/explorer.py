@@ -30,7 +30,7 @@ from diffdet.inference import SamplerOptions
 from diffdet.trajectory import Trajectory
 
 from app.controls import (
-    DEFAULT_CHECKPOINT, IMAGE_SUFFIXES, LRU, MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, MAX_UPLOADED_TEST_SIZE,
+    APP_AGNOSTIC_NMS, DEFAULT_CHECKPOINT, IMAGE_SUFFIXES, LRU, MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, MAX_UPLOADED_TEST_SIZE,
     ROOT, Display, file_key, guard, log, number,
 )
 from app.evaluation import coco_json
@@ -210,7 +210,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             box_renewal=bool(renewal) if renewal is not None else True,
             renewal_threshold=number(renewal_threshold, 0.5, 0.0, 1.0, "Renewal threshold"),
             ensemble=bool(ensemble) if ensemble is not None else True,
-            nms=bool(nms) if nms is not None else True,
+            nms=bool(nms) if nms is not None else True, agnostic_nms=APP_AGNOSTIC_NMS,
             nms_iou=number(nms_iou, 0.5, 0.05, 1.0, "NMS IoU"),
             score_threshold=0.0,  # keep every detection for AP; the display threshold filters what is shown
             num_proposals=number(proposals, cfg.num_proposals, 1, MAX_PROPOSALS, "Proposals", integer=True),
