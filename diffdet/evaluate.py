@@ -213,11 +213,19 @@ class Matching:
     def fn(self) -> int:
         return int((~self.gt_matched).sum())
 
+    @property
+    def ignored(self) -> int:
+        return int((self.status == "ignored").sum())
+
 
 def match_detections(
     boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, gt_boxes_xyxy: np.ndarray,
-    gt_labels: np.ndarray, iou_threshold: float = MATCH_IOU,
+    gt_labels: np.ndarray, iou_threshold: float = MATCH_IOU, crowd_boxes_xyxy: np.ndarray | None = None,
+    crowd_labels: np.ndarray | None = None,
 ) -> Matching:
+    """Greedy same-class matching by score at ``iou_threshold``; a detection left unmatched that lies on a crowd
+    region of its class (intersection over the detection's area >= ``iou_threshold``, pycocotools' rule for
+    ``iscrowd=1``) is "ignored", neither TP nor FP, as pycocotools counts it. Boxes in pixels, xyxy."""
     count, gt_count = len(scores), len(gt_labels)
     status = np.full(count, "FP", dtype=object)
     matched_gt = np.full(count, -1, np.int64)
@@ -231,6 +239,15 @@ def match_detections(
             j = int(candidates.argmax())
             if candidates[j] >= iou_threshold:
                 status[i], matched_gt[i], gt_matched[j] = "TP", j, True
+    if count and crowd_boxes_xyxy is not None and len(crowd_boxes_xyxy):
+        det = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+        crowd = torch.as_tensor(np.asarray(crowd_boxes_xyxy, np.float32).reshape(-1, 4))
+        lt, rb = torch.max(det[:, None, :2], crowd[None, :, :2]), torch.min(det[:, None, 2:], crowd[None, :, 2:])
+        inter = (rb - lt).clamp(min=0).prod(-1)  # (M, C)
+        ioa = (inter / ((det[:, 2:] - det[:, :2]).clamp(min=0).prod(-1)[:, None] + 1e-9)).numpy()
+        same = np.asarray(labels)[:, None] == np.asarray(crowd_labels)[None, :]
+        on_crowd = (np.where(same, ioa, 0.0) >= iou_threshold).any(axis=1)
+        status[(status == "FP") & on_crowd] = "ignored"
     return Matching(status, matched_gt, gt_matched)
 
 
@@ -245,6 +262,7 @@ def operating_point(detections: Sequence[Mapping[str, Any]], ground_truth: Seque
     any class, "precision": share of kept boxes that are TP, "confusions": kept boxes that are FP by class but hit
     an object of another class, "background": kept boxes that hit no object, "detections": kept boxes, "objects":
     ground-truth boxes, "per_class_recall": {class index: recall}}, shares in percent (None when undefined).
+    Detections on crowd regions are ignored (``match_detections``), as in pycocotools.
     """
     by_id = {int(d["image_id"]): d for d in detections}
     tp = kept = objects = hit_any = confusions = background = 0
@@ -259,13 +277,14 @@ def operating_point(detections: Sequence[Mapping[str, Any]], ground_truth: Seque
         keep = scores >= score_threshold
         boxes = np.asarray(det["boxes_xyxy"], np.float64).reshape(-1, 4)[keep]
         labels = np.asarray(det["labels"]).reshape(-1)[keep]
-        matching = match_detections(boxes, scores[keep], labels, gt_boxes, gt_labels, iou_threshold)
+        matching = match_detections(boxes, scores[keep], labels, gt_boxes, gt_labels, iou_threshold,
+                                    gt.get("crowd_boxes"), gt.get("crowd_labels"))
         ious = iou_matrix(boxes, gt_boxes) if len(boxes) and len(gt_boxes) else np.zeros((len(boxes), len(gt_boxes)))
-        tp, kept, objects = tp + matching.tp, kept + len(boxes), objects + len(gt_boxes)
+        tp, kept, objects = tp + matching.tp, kept + len(boxes) - matching.ignored, objects + len(gt_boxes)
         hit_any += int((ious >= iou_threshold).any(axis=0).sum())
         on_object = (ious >= iou_threshold).any(axis=1)
         confusions += int(((matching.status == "FP") & on_object).sum())
-        background += int((~on_object).sum())
+        background += int((~on_object & (matching.status != "ignored")).sum())
         for label, was_found in zip(np.asarray(gt_labels).tolist(), matching.gt_matched.tolist()):
             found.setdefault(int(label), []).append(int(was_found))
     share = lambda a, b: round(100.0 * a / b, 2) if b else None  # noqa: E731

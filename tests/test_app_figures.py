@@ -229,6 +229,15 @@ def test_results_figure_colours_tp_fp_fn(image) -> None:
     assert {t.name for t in plain.data if getattr(t, "showlegend", False)} == {"master_chef_can", "cracker_box"}
 
 
+def test_results_figure_draws_crowd_ignored_detections_apart(image) -> None:
+    boxes = np.array([[20, 16, 60, 56], [0, 0, 10, 10]], np.float32)
+    fig = P.validate_figure(results.results_figure(
+        image, boxes, np.array([0.9, 0.8]), np.array([0, 0]), support.CLASSES, status=np.array(["TP", "ignored"]),
+        best_iou=np.array([1.0, 0.0]), gt_boxes=GT, gt_labels=np.array([0, 2]), gt_matched=np.array([True, False])))
+    colours = {t.name: t.line.color for t in fig.data if getattr(t, "mode", None) == "lines" and t.x[0] is not None}
+    assert colours["on a crowd region (ignored)"] == P.GT_COLOUR and "false positive" not in colours
+
+
 def test_training_figure() -> None:
     rows = [{"iter": 0, "loss": 2.0, "loss_ce": 1.0, "lr": 1e-4}, {"iter": 100, "loss": 1.0, "loss_ce": 0.5},
             {"iter": 100, "eval": {"AP": 0.4, "AP50": 0.6, "per_class": {"mug": 0.5, "cracker_box": 0.3}}}]

@@ -241,3 +241,22 @@ def test_operating_point_counts_what_a_user_sees_at_a_score_threshold():
     assert point["confusions"] == 1 and point["background"] == 1
     assert point["per_class_recall"] == {0: 100.0, 1: 0.0, 2: 0.0}
     assert operating_point(dets, gt, score_threshold=0.1)["recall"] == pytest.approx(200 / 3, abs=0.01)
+
+
+def test_detections_on_crowd_regions_are_ignored_not_false_positives():
+    from diffdet.evaluate import match_detections, operating_point
+
+    boxes = np.array([[0, 0, 40, 40], [60, 60, 70, 70], [60, 60, 70, 70.0]])
+    scores, labels = np.array([0.9, 0.8, 0.7]), np.array([0, 1, 0])
+    gt_boxes, gt_labels = np.array([[0, 0, 40, 40.0]]), np.array([0])
+    crowd_boxes, crowd_labels = np.array([[50, 50, 100, 100.0]]), np.array([1])  # a crowd of class 1
+    plain = match_detections(boxes, scores, labels, gt_boxes, gt_labels)
+    assert list(plain.status) == ["TP", "FP", "FP"]
+    crowd = match_detections(boxes, scores, labels, gt_boxes, gt_labels, crowd_boxes_xyxy=crowd_boxes,
+                             crowd_labels=crowd_labels)
+    # inside the class-1 crowd: the class-1 box is ignored; the class-0 box in the same place stays a false positive
+    assert list(crowd.status) == ["TP", "ignored", "FP"] and crowd.fp == 1 and crowd.ignored == 1
+    gt = [{"image_id": 0, "size_hw": (100, 100), "boxes_xyxy": gt_boxes, "labels": gt_labels,
+           "crowd_boxes_xyxy": crowd_boxes, "crowd_labels": crowd_labels}]
+    point = operating_point([{"image_id": 0, "boxes_xyxy": boxes, "scores": scores, "labels": labels}], gt)
+    assert point["detections"] == 2 and point["precision"] == 50.0 and point["background"] == 1

@@ -520,7 +520,8 @@ class DenoisingHandlers:
         metrics = "No ground truth: give a PROPS or COCO annotation file (or pick an example) to score this run."
         if gt is not None:
             matching = match_detections(det.boxes_xyxy[keep], det.scores[keep], det.labels[keep],
-                                        gt.boxes_xyxy, gt.labels)
+                                        gt.boxes_xyxy, gt.labels, crowd_boxes_xyxy=gt.crowd_boxes_xyxy,
+                                        crowd_labels=gt.crowd_labels)
             det_match = np.full(len(det), "below threshold", dtype=object)
             det_match[keep] = matching.status
             ap = image_ap(traj, gt.boxes_xyxy, gt.labels, gt.crowd_boxes_xyxy, gt.crowd_labels) if len(gt) else None

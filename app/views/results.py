@@ -28,19 +28,21 @@ def results_figure(
 
     Args:
         boxes_xyxy (np.ndarray[M, 4]), scores (M,), labels (M,): the detections drawn (already thresholded).
-        status (M,): "TP" / "FP" per detection; best_iou (M,) its best IoU with a ground-truth box of any class.
+        status (M,): "TP" / "FP" / "ignored" (on a crowd region) per detection; best_iou (M,) its best IoU with a ground-truth box of any class.
         gt_boxes (G, 4), gt_labels (G,), gt_matched (G,) bool: ground truth and whether a detection found it.
     """
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     data = [image.trace()]
     have_gt = gt_boxes is not None and status is not None
     if have_gt:
-        groups = [("TP", TP_COLOUR, "true positive"), ("FP", FP_COLOUR, "false positive")]
+        groups = [("TP", TP_COLOUR, "true positive"), ("FP", FP_COLOUR, "false positive"),
+                  ("ignored", GT_COLOUR, "on a crowd region (ignored)")]
         for key, colour, name in groups:
             pick = status == key
             if pick.any():
                 data.append(lines(*rect_path(boxes[pick]), colour, view.line_width, name=name, legendgroup=key))
-            data.append(legend_key(name, colour, group=key))
+            if key != "ignored" or pick.any():
+                data.append(legend_key(name, colour, group=key))
         missed = ~np.asarray(gt_matched, bool)
         if missed.any():
             data.append(lines(*rect_path(gt_boxes[missed]), FN_COLOUR, view.line_width, name="missed", dash="dash",
@@ -66,7 +68,7 @@ def results_figure(
     if len(boxes):
         names = [str(class_names[int(k)]) for k in labels]
         if view.show_labels or view.show_scores:
-            colours = ([TP_COLOUR if s == "TP" else FP_COLOUR for s in status] if have_gt
+            colours = ([{"TP": TP_COLOUR, "ignored": GT_COLOUR}.get(s, FP_COLOUR) for s in status] if have_gt
                        else [class_colour(k) for k in labels])
             texts = label_strings(names, scores, view.show_labels, view.show_scores)
             pick = placed_labels(boxes, texts, scores, image.width)  # no colliding labels; hover names the rest
@@ -98,7 +100,8 @@ class ResultsHandlers:
     def _metrics_markdown(ap: dict | None, matching: Matching, threshold: float, class_names: Sequence[str],
                           gt: GroundTruth) -> str:
         lines = [f"**At IoU 0.5, score ≥ {threshold:.2f}:** {matching.tp} true positive(s), {matching.fp} false "
-                 f"positive(s), {matching.fn} missed of {len(gt)} ground-truth box(es)."]
+                 f"positive(s), {matching.fn} missed of {len(gt)} ground-truth box(es)"
+                 + (f"; {matching.ignored} on crowd regions, ignored as pycocotools does." if matching.ignored else ".")]
         if ap is not None:
             fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
             lines.append(f"**COCO AP of this image** (all {''}detections, pycocotools): AP {fmt(ap['AP'])} · "
@@ -125,7 +128,8 @@ class ResultsHandlers:
         if matching is not None:
             frame["match @0.5"] = list(matching.status)
             frame["best IoU"] = np.round(ious.astype(float), 3) if ious is not None else np.nan
-            colours = {"TP": "background-color: #d9f2d9", "FP": "background-color: #f9d6d5"}
+            colours = {"TP": "background-color: #d9f2d9", "FP": "background-color: #f9d6d5",
+                       "ignored": "background-color: #e8e8e8"}
             return frame.style.map(lambda v: colours.get(v, ""), subset=["match @0.5"]).format(
                 {"score": "{:.3f}", "x1": "{:.1f}", "y1": "{:.1f}", "x2": "{:.1f}", "y2": "{:.1f}", "best IoU": "{:.3f}"})
         return frame
