@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from diffdet.evaluate import MATCH_IOU, Matching, coco_evaluate, iou_matrix, match_detections  # noqa: F401 (re-exported for the views)
+from diffdet.evaluate import coco_evaluate, iou_matrix
 from diffdet.inference import coco_results, default_categories
 from diffdet.trajectory import Trajectory
 

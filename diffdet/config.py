@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
 # PROPS Detection class order (ids 0-9), as published.

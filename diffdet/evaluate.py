@@ -327,7 +327,6 @@ def evaluate_model(model: Any, split: Any, options: Any = None, seed: int = 0, b
 
 
 def cli(argv: list[str]) -> int:
-    import argparse
     import json
     from pathlib import Path
 

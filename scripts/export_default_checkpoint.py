@@ -48,7 +48,7 @@ def main() -> None:
     guided = SamplerOptions.from_config(model.cfg, steps=1, record=False, heatmap_init=0.5)
     results["1+heatmap"] = evaluate_model(model, split, guided, seed=0, progress=True)
     print(f"\n1 step, half the proposals from heatmap peaks:\n{format_table(results['1+heatmap'])}")
-    real_rows, real_name = "", ""
+    real_section = ""
     if args.real:
         real = load_split(args.real, "props", "val", model.cfg.class_names)
         real_name = Path(args.real).name
@@ -61,7 +61,14 @@ def main() -> None:
             lines.append(f"| {'agnostic' if agnostic else 'class-wise'} | {ap['AP']:.1f} | {ap['AP50']:.1f} | "
                          f"{ap['AP75']:.1f} | {point['recall']} | {point['recall_any_class']} | {point['precision']} | "
                          f"{point['confusions']} |")
-        real_rows = "\n".join(lines)
+        real_section = f"""## Real photos first: `{real_name}` ({len(real.samples)} photos; evaluation only, never trained on)
+
+4 DDIM steps, seed 0; recall, precision and confusions at score 0.3, IoU 0.5 (`diffdet.evaluate.operating_point`).
+Five photos are a noisy measure; `docs/sim2real.md` has the per-class table and what changed the figures.
+
+| NMS | AP | AP50 | AP75 | recall (class-aware) | recall (any class) | precision | confusions |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(lines) + "\n\n"
     out = Path(args.out)
     save_checkpoint(model, out.with_suffix(".safetensors"), dtype=torch.float16,
                     extra={"iteration": str(iteration), "trained_on": "PROPS look-alike renders of the YCB meshes"})
@@ -87,16 +94,7 @@ float32). Config and class names are stored in the file's metadata.
 
 {args.notes}
 
-## Real photos first: `{real_name}` ({args.real and len(real.samples)} photos; evaluation only, never trained on)
-
-4 DDIM steps, seed 0; recall, precision and confusions at score 0.3, IoU 0.5 (`diffdet.evaluate.operating_point`).
-Five photos are a noisy measure; `docs/sim2real.md` has the per-class table and what changed the figures.
-
-| NMS | AP | AP50 | AP75 | recall (class-aware) | recall (any class) | precision | confusions |
-|---|---|---|---|---|---|---|---|
-{real_rows}
-
-## AP on {len(split.samples)} held-out renders (pycocotools, 0-100, seed 0)
+{real_section}## AP on {len(split.samples)} held-out renders (pycocotools, 0-100, seed 0)
 
 Held-out = the first {len(split.samples)} images of the validation split: other scenes and other table, floor and wall
 textures than training. These are renders: the real photos above are the measure that counts.

@@ -79,3 +79,26 @@ def test_convergence_report_tables_keep_the_prose(tmp_path, monkeypatch):
     assert "| heatmap share of the loss after 64, % | - | 0.30 | 15.00 | 15.00 |" in text
     assert "median training speed 2.00 s per iteration" in text
     assert (docs / "convergence.png").stat().st_size > 10_000 and (docs / "convergence.html").is_file()
+
+
+def test_sim2real_eval_reports_the_same_ap_as_the_core(tmp_path, tiny_model, capsys):
+    import json
+
+    from conftest import write_shapes_dataset
+    from diffdet.data import load_split
+    from diffdet.evaluate import coco_evaluate, detect_split, operating_point
+    from diffdet.inference import SamplerOptions
+    from diffdet.weights import save_checkpoint
+
+    data = write_shapes_dataset(tmp_path, num_train=1, num_val=2)
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    out = tmp_path / "rows.json"
+    assert load_script("sim2real_eval").main(["--checkpoint", f"m={ckpt}", "--data", f"shapes={data}", "--steps", "1",
+                                              "--nms", "class", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    split = load_split(str(data), "props", "val", tiny_model.cfg.class_names)
+    detections = detect_split(tiny_model, split, SamplerOptions.from_config(tiny_model.cfg, steps=1), seed=0)
+    assert row["ap"]["AP50"] == coco_evaluate(detections, split.samples, split.class_names)["AP50"]
+    assert row["point"] == json.loads(json.dumps(operating_point(detections, split.samples), default=float))
+    assert "| m | shapes (2 images) | class-wise |" in capsys.readouterr().out

@@ -10,10 +10,11 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from diffdet.evaluate import Matching, match_detections
 from diffdet.trajectory import Trajectory
 
 from app.controls import Display, number
-from app.evaluation import Matching, best_iou, image_ap, match_detections, stage_ious
+from app.evaluation import best_iou, image_ap, stage_ious
 from app.inputs import GroundTruth
 from app.plotting import (
     FAINT_COLOUR, FRESH_COLOUR, GT_COLOUR, HEATMAP_COLOUR, NOISE_COLOUR, OPACITY_EDGES, OPACITY_LEVELS,

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from diffdet.trajectory import Trajectory
 
-from app.evaluation import Matching
+from diffdet.evaluate import Matching
 from app.inputs import GroundTruth
 from app.plotting import (
     FN_COLOUR, FP_COLOUR, GT_COLOUR, TP_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes,
