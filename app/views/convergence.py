@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-from torchvision.ops import box_iou
 
+from diffdet.evaluate import iou_matrix
 from diffdet.trajectory import Trajectory
 
 from app.plotting import (
@@ -76,15 +75,13 @@ def convergence_curve(traj: Trajectory, top: int = 10, stage: int = -1) -> dict[
     """
     stage = stage % traj.num_stages
     slots = top_slots(traj, top, stage)
-    final = torch.as_tensor(traj.boxes_xyxy[-1, stage, slots], dtype=torch.float32)  # (k, 4)
+    final = traj.boxes_xyxy[-1, stage, slots]  # (k, 4)
     xt = np.zeros((traj.num_steps, len(slots)), np.float32)
     x0 = np.zeros_like(xt)
     for s in range(traj.num_steps):
         # nan_to_num: two empty boxes have IoU 0/0
-        xt[s] = np.nan_to_num(box_iou(torch.as_tensor(traj.boxes_in_xyxy[s, slots], dtype=torch.float32),
-                                      final).diagonal().numpy())
-        x0[s] = np.nan_to_num(box_iou(torch.as_tensor(traj.boxes_xyxy[s, stage, slots], dtype=torch.float32),
-                                      final).diagonal().numpy())
+        xt[s] = np.nan_to_num(iou_matrix(traj.boxes_in_xyxy[s, slots], final).diagonal())
+        x0[s] = np.nan_to_num(iou_matrix(traj.boxes_xyxy[s, stage, slots], final).diagonal())
     empty = np.full(traj.num_steps, np.nan, np.float32)
     return {"slots": slots, "xt": xt, "x0": x0,
             "mean_xt": xt.mean(axis=1) if len(slots) else empty, "mean_x0": x0.mean(axis=1) if len(slots) else empty}
