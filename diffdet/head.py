@@ -280,10 +280,12 @@ class DynamicHead(nn.Module):
             return RoIPooler(features, self.strides, res, ratio)
         return lambda boxes: multilevel_roi_align(features, boxes, self.strides, res, ratio).flatten(2).transpose(1, 2)
 
-    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """features [P2..P5]; boxes_xyxy (B, N, 4) pixels; t (B,) -> logits (L, B, N, K), boxes (L, B, N, 4)."""
+    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor,
+                pool: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """features [P2..P5]; boxes_xyxy (B, N, 4) pixels; t (B,) -> logits (L, B, N, K), boxes (L, B, N, 4).
+        ``pool``: ``self.pooler(features)`` built by the caller, to reuse across calls on the same features."""
         time_emb = self.time_mlp(t)  # (B, 4D)
-        pool = self.pooler(features)
+        pool = pool if pool is not None else self.pooler(features)
         all_logits, all_boxes = [], []
         box_features = None
         for k, stage in enumerate(self.head_series):

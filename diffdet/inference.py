@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +26,7 @@ from diffdet.boxes import cxcywh01_to_xyxy, image_whwh, xyxy_to_cxcywh01
 from diffdet.config import DiffDetConfig
 from diffdet.diffusion import (boxes_to_signal, cosine_alphas_cumprod, ddim_step, ddim_time_pairs, renew_boxes,
                                signal_to_boxes)
-from diffdet.heatmap import decode_peaks
+from diffdet.heatmap import decode_peaks, peak_sigmas
 from diffdet.images import image_to_tensor, read_image_rgb
 from diffdet.model import DiffusionDet, resize_for_model
 from diffdet.trajectory import Detections, Trajectory
@@ -53,6 +54,7 @@ class SamplerOptions:
     heatmap_init: float = 0.0        # fraction of proposals whose centres are drawn from heatmap peaks
     max_detections: int = 100
     record: bool = True              # keep every step's and stage's outputs in the trajectory
+    dtype: str = "float32"           # network precision: float32, bfloat16 / float16 autocast, or auto (see autocast_dtype)
 
     @classmethod
     def from_config(cls, cfg: DiffDetConfig, **overrides: object) -> "SamplerOptions":
@@ -77,21 +79,113 @@ class SamplerOptions:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_detections < 1:
             raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
-def _proposal_signal(num: int, num_from_heatmap: int, peaks: dict[str, Tensor] | None, image_wh: Tensor,
-                     scale: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 natively: a CUDA GPU that supports it, or a CPU whose oneDNN build reports
+    bfloat16 support (AVX-512 or AMX). On a CPU without it, bfloat16 is emulated and runs many times slower than
+    float32 (measured on an AVX2-only CPU: a 512^3 GEMM 17x slower, a 3x3 convolution about 100x; bench/RESULTS.md)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+    return False
+
+
+def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a ``SamplerOptions.dtype`` on ``device``; None means plain float32.
+
+    ``auto`` is bfloat16 where the device runs it natively (``native_bfloat16``), float32 elsewhere. ``float16``
+    needs CUDA (ValueError on other devices). ``bfloat16`` on a CPU without native support runs, with a warning,
+    because it is slow there.
+    """
+    if dtype == "auto":
+        dtype = "bfloat16" if native_bfloat16(device) else "float32"
+    if dtype == "float32":
+        return None
+    if dtype == "float16" and device.type != "cuda":
+        raise ValueError("dtype float16 needs a CUDA device; on a CPU use bfloat16 (or auto)")
+    if dtype == "bfloat16" and not native_bfloat16(device):
+        warnings.warn(f"bfloat16 on this {device.type} is emulated (no native support): expect it to run many times "
+                      "slower than float32; dtype 'auto' picks float32 here", RuntimeWarning, stacklevel=3)
+    return getattr(torch, dtype)
+
+
+def _proposal_signal(num: int, num_from_heatmap: int, guide: "HeatmapGuide | None", scale: float,
+                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Fresh proposals for one image in signal space: N(0, I), except that the first ``num_from_heatmap`` slots
-    take their centres from heatmap peaks (sampled by peak score) plus noise. Returns (signal (N, 4), from_heatmap (N,))."""
+    are boxes at heatmap peaks sized from their blobs (``HeatmapGuide.boxes``).
+    Returns (signal (N, 4), from_heatmap (N,))."""
     signal = torch.randn(num, 4, generator=generator)  # (N, 4)
     from_heatmap = torch.zeros(num, dtype=torch.bool)
-    if num_from_heatmap and peaks is not None and peaks["scores"].numel():
-        pick = torch.multinomial(peaks["scores"].cpu(), num_from_heatmap, replacement=True, generator=generator)
-        centres = peaks["centres_xy"].cpu()[pick] / image_wh  # (n, 2) in [0, 1]
-        centres = centres + torch.randn(num_from_heatmap, 2, generator=generator) * HEATMAP_CENTRE_JITTER
-        signal[:num_from_heatmap, :2] = boxes_to_signal(centres.clamp(0, 1), scale)
+    if num_from_heatmap and guide is not None and len(guide):
+        signal[:num_from_heatmap] = boxes_to_signal(guide.boxes(num_from_heatmap, generator), scale)
         from_heatmap[:num_from_heatmap] = True
     return signal, from_heatmap
+
+
+@dataclass
+class HeatmapGuide:
+    """Heatmap-guided proposals of one image: boxes centred on the heatmap's peaks, sized from their blobs.
+
+    The paper says the heatmap lets the model "only denoise boxes in regions with large values"; this is how the
+    sampler puts proposals there.
+    - Peaks: ``decode_peaks``, then one peak per blob: a trained head predicts a broad, slightly bumpy plateau over
+      each object, with several local maxima; a peak inside a stronger peak's blob (its one-sigma box overlaps the
+      stronger one's by IoU > ``BLOB_IOU``, any class) is dropped (``torchvision.ops.nms``).
+    - Sizes: a target blob has sigma = rho * min(w, h) / stride, so the theory reads a side as
+      ``sigma * stride / rho``. The predicted blobs are not round: they stretch with the object, so sigma is read
+      per axis (``peak_sigmas``) and gives the box's width and height. Each peak's proposals cycle through
+      ``SCALES`` of that box; the first, 1.2, is where the shipped model's blobs put the boxes (median true side /
+      (sigma * stride) = 2.4-2.5 on its training renders, against 1 / rho = 2).
+    - Slots: slot k goes to peak ``k % P`` (peaks best first) with scale ``(k // P) % len(SCALES)``: ten slots and
+      ten peaks give one box per peak; 300 slots give each peak every scale several times. Centres and sizes get a
+      little noise (``CENTRE_JITTER`` of the image, ``SIZE_JITTER`` log-normal) so repeated slots differ.
+
+    Attributes:
+        centres_xy (Tensor[P, 2]): peak centres, pixels of the model input; sizes_wh (Tensor[P, 2]) base box
+        sizes in those pixels; image_wh (Tensor[2]) the model input's (w, h).
+    """
+
+    centres_xy: Tensor
+    sizes_wh: Tensor
+    image_wh: Tensor
+    SCALES = ((1.2, 1.2), (1.0, 1.0), (1.5, 1.5), (1.2, 1.6), (1.6, 1.2), (0.8, 0.8))  # (w, h) multiples
+    BLOB_IOU = 0.3
+    CENTRE_JITTER = HEATMAP_CENTRE_JITTER
+    SIZE_JITTER = 0.1
+
+    @classmethod
+    def from_heatmap(cls, heatmap: Tensor, stride: float, rho: float, image_wh: Tensor, max_peaks: int = 100,
+                     min_score: float = 0.1) -> "HeatmapGuide":
+        """Peaks of a (K, H, W) probability heatmap, one per blob, and their box sizes (see the class)."""
+        peaks = decode_peaks(heatmap, stride, max_peaks=max_peaks, min_score=min_score)
+        sigma_px = peak_sigmas(heatmap, peaks) * stride  # (P, 2)
+        blobs = torch.cat([peaks["centres_xy"] - sigma_px, peaks["centres_xy"] + sigma_px], dim=-1)
+        keep = nms(blobs.float(), peaks["scores"].float(), cls.BLOB_IOU)  # best first
+        sizes = sigma_px[keep] / max(rho, 1e-3)
+        return cls(peaks["centres_xy"][keep].cpu().float(), sizes.cpu().float(), image_wh.cpu().float())
+
+    def __len__(self) -> int:
+        return int(self.centres_xy.shape[0])
+
+    def boxes(self, count: int, generator: torch.Generator) -> Tensor:
+        """``count`` proposals as normalised cxcywh (Tensor[count, 4], in [0, 1])."""
+        slot = torch.arange(count)
+        peak = slot % len(self)
+        scale = torch.tensor(self.SCALES)[(slot // len(self)) % len(self.SCALES)]  # (count, 2)
+        centres = self.centres_xy[peak] / self.image_wh + torch.randn(count, 2, generator=generator) * self.CENTRE_JITTER
+        sizes = self.sizes_wh[peak] * scale / self.image_wh
+        sizes = sizes * torch.exp(torch.randn(count, 2, generator=generator) * self.SIZE_JITTER)
+        return torch.cat([centres.clamp(0, 1), sizes.clamp(1e-3, 1)], dim=-1)
 
 
 def _step_candidates(logits: Tensor, boxes_xyxy: Tensor, top: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,7 +208,8 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         seed: one seed for every image, or one per image. Each image draws its noise from its own CPU generator,
             so an image's result does not depend on the rest of the batch (exactly so for same-size images; mixed
             sizes share one padded batch, which moves border features slightly) nor on the device.
-        amp: autocast the network on CUDA (bfloat16).
+        amp: autocast the network on CUDA in bfloat16 (the same as ``options.dtype = "bfloat16"`` there; kept for
+            older callers). Otherwise ``options.dtype`` sets the precision (``autocast_dtype``).
     Returns:
         One Trajectory per image, boxes in that image's own pixels.
     """
@@ -131,7 +226,9 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     num = options.num_proposals or cfg.num_proposals
     num_from_heatmap = round(options.heatmap_init * num)
     scale = cfg.snr_scale
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+    dtype = "bfloat16" if amp and device.type == "cuda" else options.dtype
+    cast = autocast_dtype(dtype, device)
+    autocast = torch.autocast(device.type, dtype=cast) if cast is not None else nullcontext()
 
     # 1. Resize each image for the model and remember the factors back to its own pixels.
     tensors = [image_to_tensor(im) for im in images]
@@ -149,16 +246,16 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         # Channels-last activations: oneDNN's convolutions run about 20% faster this way on a CPU (bench/).
         features = model.features(batch.contiguous(memory_format=torch.channels_last))
         heat_logits = model.heatmap_logits(features)
+        pool = model.head.pooler(features)  # the RoI table, laid out once per image batch, not once per step
     heat = heat_logits.float().sigmoid() if heat_logits is not None else None  # (B, K, Hh, Wh)
     stride = model.heatmap_stride
-    peaks = [None] * len(images)
+    images_wh = sizes_hw.flip(1).cpu().float()  # (B, 2) model-input sizes as (w, h)
+    guides: list[HeatmapGuide | None] = [None] * len(images)
     if heat is not None and num_from_heatmap:
-        peaks = [decode_peaks(heat[i], stride, max_peaks=50, min_score=0.1) for i in range(len(images))]
+        guides = [HeatmapGuide.from_heatmap(heat[i], stride, cfg.rho, images_wh[i]) for i in range(len(images))]
 
     # 3. Initial proposals x_T.
-    images_wh = sizes_hw.flip(1).cpu().float()  # (B, 2) model-input sizes as (w, h)
-    drawn = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
-             for i, g in enumerate(generators)]
+    drawn = [_proposal_signal(num, num_from_heatmap, guides[i], scale, g) for i, g in enumerate(generators)]
     # The signal is kept in float64 between steps, as in the reference (its DDIM update promotes to the float64
     # schedule); the network sees float32 boxes.
     x = torch.stack([d[0] for d in drawn]).to(device, torch.float64)  # (B, N, 4)
@@ -176,7 +273,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
         boxes_in = cxcywh01_to_xyxy(signal_to_boxes(x, scale), whwh[:, None]).float()  # (B, N, 4)
         time_batch = torch.full((len(images),), t, device=device, dtype=torch.int64)
         with autocast:
-            out = model(features, boxes_in, time_batch)
+            out = model(features, boxes_in, time_batch, pool=pool)
         logits = out["pred_logits"].float()  # (L, B, N, K)
         boxes = out["pred_boxes"].float()  # (L, B, N, 4)
         pred_x0 = boxes_to_signal(xyxy_to_cxcywh01(boxes[-1], whwh[:, None]), scale).clamp(-scale, scale)
@@ -195,8 +292,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
             x = ddim_step(x, pred_x0, t, t_next, alphas_cumprod, options.eta, noise)
             if options.box_renewal:
                 keep = best_score > options.renewal_threshold  # (B, N)
-                fresh = [_proposal_signal(num, num_from_heatmap, peaks[i], images_wh[i], scale, g)
-                         for i, g in enumerate(generators)]
+                fresh = [_proposal_signal(num, num_from_heatmap, guides[i], scale, g) for i, g in enumerate(generators)]
                 x = renew_boxes(x, keep, torch.stack([f[0] for f in fresh]).to(device, x.dtype))
                 renewed = ~keep
                 fresh_from_heatmap = torch.stack([f[1] for f in fresh])  # (B, N)
@@ -212,7 +308,7 @@ def sample(model: DiffusionDet, images: list[np.ndarray | Tensor], options: Samp
     # 5. Per image: pool, NMS, threshold, back to the image's own pixels.
     return [
         _finish_image(i, cfg, options, candidates[i], rec, heat, stride, orig_hw[i], back[i], to_orig[i], sizes_hw[i],
-                      pairs, num, num_from_heatmap, peaks[i], seeds[i])
+                      pairs, num, num_from_heatmap, guides[i], seeds[i])
         for i in range(len(images))
     ]
 
@@ -251,7 +347,7 @@ def postprocess_detections(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, t
 def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidates: list, rec: dict[str, list[Tensor]],
                   heat: Tensor | None, stride: int, orig_hw: tuple[int, int], back: Tensor, to_orig: Tensor,
                   size_hw: Tensor, pairs: list[tuple[int, int]], num: int, num_from_heatmap: int,
-                  peaks: dict[str, Tensor] | None, seed: int) -> Trajectory:
+                  guide: HeatmapGuide | None, seed: int) -> Trajectory:
     boxes = torch.cat([c[0] for c in candidates])  # (C, 4) model-input pixels, unclipped
     scores = torch.cat([c[1] for c in candidates])
     labels = torch.cat([c[2] for c in candidates])
@@ -267,7 +363,7 @@ def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidate
         heat_stride = float(stride / back[:2].mean())
     settings = asdict(options)
     settings.update(seed=int(seed), num_proposals=num, num_from_heatmap=num_from_heatmap,
-                    heatmap_peaks=0 if peaks is None else int(peaks["scores"].numel()))
+                    heatmap_peaks=0 if guide is None else len(guide))
     traj = Trajectory(image_size_hw=orig_hw, class_names=cfg.class_names, times=pairs, detections=detections,
                       heatmap=heatmap, heatmap_stride=heat_stride, settings=settings)
     if options.record:
@@ -287,16 +383,22 @@ def _finish_image(i: int, cfg: DiffDetConfig, options: SamplerOptions, candidate
 class Detector:
     """A model on a device with ``predict``; ``Detector.from_checkpoint(path)`` is the usual way in."""
 
-    def __init__(self, model: DiffusionDet, device: str | torch.device | None = None, amp: bool = False) -> None:
+    def __init__(self, model: DiffusionDet, device: str | torch.device | None = None, amp: bool = False,
+                 dtype: str | None = None) -> None:
+        """``dtype`` (one of ``DTYPES``), when given, replaces the ``dtype`` of every options passed to ``predict``;
+        ``amp`` is bfloat16 autocast on CUDA (older spelling)."""
         device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.model = model.to(device).eval()
         self.device = device
         self.amp = amp
+        self.dtype = dtype
 
     @classmethod
     def from_checkpoint(cls, path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device | None = None,
-                        amp: bool = False) -> "Detector":
-        return cls(load_checkpoint(path), device=device, amp=amp)
+                        amp: bool = False, dtype: str | None = None) -> "Detector":
+        return cls(load_checkpoint(path), device=device, amp=amp, dtype=dtype)
 
     @property
     def config(self) -> DiffDetConfig:
@@ -304,6 +406,8 @@ class Detector:
 
     def predict(self, images: list[np.ndarray | Tensor], options: SamplerOptions | None = None,
                 seed: int | list[int] = 0) -> list[Trajectory]:
+        if self.dtype is not None:
+            options = replace(options or SamplerOptions.from_config(self.config), dtype=self.dtype)
         return sample(self.model, images, options, seed=seed, amp=self.amp)
 
 
@@ -380,11 +484,14 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble-last-step", action=argparse.BooleanOptionalAction, default=None,
                         help="pool the last DDIM step into the ensemble (default); --no-ensemble-last-step "
                              "reproduces the reference DiffusionDet, which drops it")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="network precision: float32 (default), bfloat16 or float16 (CUDA) autocast, or auto "
+                             "(bfloat16 where the device runs it natively, else float32)")
 
 
 def sampler_flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     """SamplerOptions overrides from the flags of ``add_sampler_flags``."""
-    overrides: dict[str, object] = {"agnostic_nms": bool(args.agnostic_nms)}
+    overrides: dict[str, object] = {"agnostic_nms": bool(args.agnostic_nms), "dtype": args.dtype}
     if args.ensemble_last_step is not None:
         overrides["ensemble_last_step"] = bool(args.ensemble_last_step)
     return overrides
@@ -417,7 +524,7 @@ def cli(argv: list[str]) -> int:
                              "file name and class name), so they score against it directly")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable image (exit 1)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (the same as --dtype bfloat16 there)")
     add_sampler_flags(parser)
     args = parser.parse_args(argv)
     try:

@@ -5,6 +5,8 @@ No loss and no sampling loop here: training (``criterion``, ``train``) and sampl
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,10 +75,13 @@ class DiffusionDet(nn.Module):
             return None
         return self.heatmap_head(features[self.cfg.heatmap_level - 2])
 
-    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor) -> dict[str, Tensor]:
+    def forward(self, features: list[Tensor], boxes_xyxy: Tensor, t: Tensor,
+                pool: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+        """``pool``: the head's RoI pooler of these features (``head.pooler(features)``), to reuse across calls on
+        the same features (the sampler's steps); built here when None."""
         if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features[0].shape[0]:
             raise ValueError(f"boxes_xyxy must be (B={features[0].shape[0]}, N, 4), got {tuple(boxes_xyxy.shape)}")
-        pred_logits, pred_boxes = self.head(features, boxes_xyxy, t)
+        pred_logits, pred_boxes = self.head(features, boxes_xyxy, t, pool)
         return {"pred_logits": pred_logits, "pred_boxes": pred_boxes}
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diffdet.heatmap import decode_peaks, gaussian_radius, synthesize_heatmap, synthesize_heatmaps
+from diffdet.heatmap import decode_peaks, gaussian_radius, peak_sigmas, synthesize_heatmap, synthesize_heatmaps
 
 
 def test_peaks_are_one_at_box_centres():
@@ -67,3 +67,34 @@ def test_decode_peaks_finds_the_centres():
     assert sorted(peaks["labels"].tolist()) == [1, 3]
     got = {int(c): xy.tolist() for c, xy in zip(peaks["labels"], peaks["centres_xy"])}
     assert got == {1: [22.0, 14.0], 3: [78.0, 38.0]}
+
+
+def test_decode_peaks_gives_one_peak_per_plateau():
+    # A saturated head predicts exactly equal values over neighbouring cells: one peak, not one per cell.
+    hm = torch.zeros(2, 12, 12)
+    hm[0, 3:6, 4:8] = 1.0
+    hm[1, 9, 9] = 0.6
+    peaks = decode_peaks(hm, 4.0, max_peaks=10, min_score=0.1)
+    assert peaks["labels"].tolist() == [0, 1]
+    assert peaks["cells"].tolist() == [[3, 4], [9, 9]]  # the plateau's first cell in raster order
+    assert peaks["centres_xy"][0].tolist() == [18.0, 14.0]
+
+
+def test_peak_sigmas_read_the_target_blob_widths():
+    # Targets of known boxes: sigma = rho * min(w, h) / stride cells along both axes.
+    boxes = torch.tensor([[8.0, 8.0, 88.0, 48.0], [120.0, 100.0, 160.0, 220.0]])  # short sides 40 and 40 px
+    hm = synthesize_heatmap(boxes, torch.tensor([0, 1]), 2, (64, 64), 4.0, min_radius=1.0, rho=0.5)
+    peaks = decode_peaks(hm, 4.0, max_peaks=10, min_score=0.5)
+    sigmas = peak_sigmas(hm, peaks)
+    assert sigmas.shape == (2, 2)
+    assert torch.allclose(sigmas, torch.full((2, 2), 0.5 * 40 / 4), atol=0.3)  # 5 cells, read within 0.3
+    # A stretched blob (as a trained head predicts over a tall object) gives a larger sigma along its long axis.
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    tall = torch.exp(-((xs - 20) ** 2) / (2 * 3.0 ** 2) - ((ys - 20) ** 2) / (2 * 7.0 ** 2))[None]
+    (sx, sy), = peak_sigmas(tall, decode_peaks(tall, 4.0, max_peaks=1))
+    assert abs(sx - 3.0) < 0.3 and abs(sy - 7.0) < 0.3
+    # A blob cut by the border is measured to the border on that side.
+    edge = torch.exp(-((xs - 1) ** 2 + (ys - 20) ** 2) / (2 * 4.0 ** 2))[None]
+    (sx, _), = peak_sigmas(edge, decode_peaks(edge, 4.0, max_peaks=1))
+    assert 2.0 < sx < 4.5
+    assert peak_sigmas(torch.zeros(1, 8, 8), decode_peaks(torch.zeros(1, 8, 8), 4.0)).shape == (0, 2)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffdet.inference import Detector, SamplerOptions, sample
+from diffdet.heatmap import synthesize_heatmap
+from diffdet.inference import Detector, HeatmapGuide, SamplerOptions, native_bfloat16, sample
 from diffdet.model import DiffusionDet
 from diffdet.trajectory import Trajectory
 from diffdet.weights import save_checkpoint
@@ -18,7 +19,7 @@ class OracleModel(DiffusionDet):
         super().__init__(cfg)
         self.gt, self.gt_labels = gt_xyxy_model_pixels, gt_labels
 
-    def forward(self, features, boxes_xyxy, t):
+    def forward(self, features, boxes_xyxy, t, pool=None):
         batch, num = boxes_xyxy.shape[:2]
         idx = torch.arange(num) % self.gt.shape[0]
         boxes = self.gt[idx].expand(batch, num, 4)
@@ -339,3 +340,61 @@ def test_extreme_aspect_images_run_on_the_cli_as_in_the_app(tmp_path, tiny_model
         x, y, w, h = r["bbox"]
         size = info["images"][r["image_id"]]
         assert 0 <= x and x + w <= size["width"] + 0.01 and 0 <= y and y + h <= size["height"] + 0.01
+
+
+def test_heatmap_guide_puts_boxes_on_the_blobs():
+    # On target heatmaps (what a perfect head predicts) the guide finds one peak per object and sizes its boxes
+    # from the blob: the target's sigma is rho * min(w, h) / stride, so the base size reads back min(w, h).
+    boxes = torch.tensor([[8.0, 8.0, 88.0, 48.0], [120.0, 100.0, 184.0, 228.0]])  # short sides 40, 64 px
+    heat = synthesize_heatmap(boxes, torch.tensor([0, 1]), 2, (64, 64), 4.0, min_radius=1.0, rho=0.5)
+    guide = HeatmapGuide.from_heatmap(heat, 4.0, 0.5, torch.tensor([256.0, 256.0]))
+    assert len(guide) == 2
+    assert torch.allclose(guide.centres_xy, torch.tensor([[50.0, 30.0], [154.0, 166.0]]), atol=4.0)
+    assert torch.allclose(guide.sizes_wh, torch.tensor([[40.0, 40.0], [64.0, 64.0]]), rtol=0.1)
+    # Slots cycle over the peaks, then over the scales; all inside the image and of positive size.
+    drawn = guide.boxes(14, torch.Generator().manual_seed(0))  # (14, 4) cxcywh in [0, 1]
+    assert drawn.shape == (14, 4) and bool(((drawn >= 0) & (drawn <= 1)).all()) and bool((drawn[:, 2:] > 0).all())
+    centres = drawn[:, :2] * 256
+    assert torch.allclose(centres[0::2], guide.centres_xy[0].expand(7, 2), atol=20)
+    assert torch.allclose(centres[1::2], guide.centres_xy[1].expand(7, 2), atol=20)
+    # Several local maxima on one blob (a bumpy plateau) give one peak.
+    bumpy = heat.clone()
+    bumpy[0, 6, 14] = bumpy[0, 7, 12] + 1e-3
+    assert len(HeatmapGuide.from_heatmap(bumpy, 4.0, 0.5, torch.tensor([256.0, 256.0]))) == 2
+
+
+def test_reusing_the_pooler_changes_nothing(tiny_model, rgb_image):
+    batch, _ = tiny_model.preprocess([torch.from_numpy(rgb_image).permute(2, 0, 1).float()])
+    with torch.inference_mode():
+        features = tiny_model.features(batch)
+        boxes = torch.tensor([[[2.0, 3.0, 40.0, 30.0], [10.0, 5.0, 60.0, 44.0]]])
+        t = torch.tensor([500])
+        fresh = tiny_model(features, boxes, t)
+        reused = tiny_model(features, boxes, t, pool=tiny_model.head.pooler(features))
+    assert torch.equal(fresh["pred_boxes"], reused["pred_boxes"])
+    assert torch.equal(fresh["pred_logits"], reused["pred_logits"])
+
+
+def test_dtype_option(tiny_model, rgb_image):
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        SamplerOptions(dtype="int8").validate(tiny_model.cfg)
+    with pytest.raises(ValueError, match="float16 needs a CUDA device"):
+        sample(tiny_model, [rgb_image], SamplerOptions(steps=1, dtype="float16"), seed=0)
+    (full,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=1, num_proposals=20), seed=0)
+    (auto,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=1, num_proposals=20, dtype="auto"), seed=0)
+    assert auto.settings["dtype"] == "auto"
+    if not native_bfloat16(torch.device("cpu")):  # auto is float32 here: the same numbers
+        np.testing.assert_array_equal(auto.boxes_xyxy, full.boxes_xyxy)
+        with pytest.warns(RuntimeWarning, match="emulated"):
+            (half,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=1, num_proposals=20, dtype="bfloat16"))
+    else:
+        (half,) = sample(tiny_model, [rgb_image], SamplerOptions(steps=1, num_proposals=20, dtype="bfloat16"))
+    # bfloat16 keeps about 3 significant digits: the first head stage's boxes within a few pixels, not
+    # bit-identical (later stages of an untrained head amplify the differences).
+    assert half.boxes_xyxy.dtype == np.float32
+    assert not np.array_equal(half.boxes_xyxy, full.boxes_xyxy)
+    np.testing.assert_allclose(half.boxes_xyxy[:, 0], full.boxes_xyxy[:, 0], atol=4.0)
+    detector = Detector(tiny_model, device="cpu", dtype="auto")
+    assert detector.predict([rgb_image], SamplerOptions(steps=1))[0].settings["dtype"] == "auto"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        Detector(tiny_model, device="cpu", dtype="fp8")
