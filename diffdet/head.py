@@ -137,6 +137,17 @@ class RoIPooler:
         counts = self.heights * self.widths * self.batch
         self.level_start = torch.cumsum(counts, 0) - counts
         self.inv_strides = torch.tensor([1.0 / s for s in strides], device=device)
+        self.level_shapes = [tuple(f.shape) for f in features]
+
+    def feature_views(self) -> list[Tensor]:
+        """The FPN maps as views into the table ([P2..P5], each (B, C, H_l, W_l), channels-last strides): the same
+        values as the features the pooler was built from, so a caller may drop those and keep one copy."""
+        views, start = [], 0
+        for batch, channels, height, width in self.level_shapes:
+            rows = batch * height * width
+            views.append(self.table[start: start + rows].view(batch, height, width, channels).permute(0, 3, 1, 2))
+            start += rows
+        return views
 
     def __call__(self, boxes_xyxy: Tensor) -> Tensor:
         """boxes_xyxy (Tensor[B, N, 4]) pixels of the padded input -> Tensor[B * N, S * S, C]."""

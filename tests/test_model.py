@@ -181,3 +181,18 @@ def test_non_finite_weights_say_so_instead_of_an_index_error(tiny_cfg, rgb_image
     boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [float("nan"), 0.0, 5.0, 5.0]]])
     with pytest.raises(NonFiniteError, match="1 of 2 boxes from the input boxes"):
         model(features, boxes, torch.zeros(1, dtype=torch.int64))
+
+
+def test_features_in_chunks_and_table_views_give_the_same_maps(tiny_model):
+    torch.manual_seed(0)
+    batch = torch.randn(3, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        whole = tiny_model.features(batch)
+        chunked = tiny_model.features(batch, chunk=1)
+        pooler = tiny_model.head.pooler(whole)
+    assert [c.shape for c in chunked] == [w.shape for w in whole]
+    for c, w in zip(chunked, whole):
+        torch.testing.assert_close(c, w, rtol=1e-4, atol=1e-5)  # per-image convolutions may round differently
+    views = pooler.feature_views()
+    assert all(torch.equal(v, w) for v, w in zip(views, whole))
+    assert all(v.data_ptr() >= pooler.table.data_ptr() for v in views)  # views into the table, not copies
