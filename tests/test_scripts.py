@@ -102,3 +102,38 @@ def test_sim2real_eval_reports_the_same_ap_as_the_core(tmp_path, tiny_model, cap
     assert row["ap"]["AP50"] == coco_evaluate(detections, split.samples, split.class_names)["AP50"]
     assert row["point"] == json.loads(json.dumps(operating_point(detections, split.samples), default=float))
     assert "| m | shapes (2 images) | class-wise |" in capsys.readouterr().out
+
+
+def test_heatmap_frontier_pareto_keeps_only_unbeaten_points():
+    pareto = load_script("heatmap_frontier").pareto
+    points = [(0.5, 60.0), (0.1, 40.0), (0.2, 35.0), (0.3, 55.0), (0.3, 50.0), (1.0, 58.0)]
+    assert pareto(points) == [(0.1, 40.0), (0.3, 55.0), (0.5, 60.0)]
+    assert pareto([]) == []
+
+
+def test_heatmap_frontier_scores_both_initialisations_with_the_core(tmp_path, tiny_model, capsys):
+    import json
+
+    from conftest import write_shapes_dataset
+    from diffdet.data import load_split
+    from diffdet.evaluate import coco_evaluate, detect_split
+    from diffdet.inference import SamplerOptions
+    from diffdet.weights import save_checkpoint
+
+    data = write_shapes_dataset(tmp_path, num_train=1, num_val=2)
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, ckpt)
+    out = tmp_path / "frontier.json"
+    assert load_script("heatmap_frontier").main([
+        "--checkpoint", str(ckpt), "--data", f"shapes={data}", "--proposals", "5", "12", "--steps", "1",
+        "--time-images", "1", "--json", str(out), "--plot", str(tmp_path / "frontier.html")]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["init"], r["proposals"]) for r in rows) == [("heatmap", 5), ("heatmap", 12), ("random", 5),
+                                                                 ("random", 12)]
+    assert all(r["seconds"] > 0 for r in rows)
+    split = load_split(str(data), "props", "val", tiny_model.cfg.class_names)
+    options = SamplerOptions.from_config(tiny_model.cfg, steps=1, num_proposals=12)
+    expected = coco_evaluate(detect_split(tiny_model, split, options, seed=0), split.samples, split.class_names)
+    assert next(r for r in rows if r["init"] == "random" and r["proposals"] == 12)["AP"] == expected["AP"]
+    assert "| shapes (2 images) | 1 | 12 |" in capsys.readouterr().out
+    assert (tmp_path / "frontier.html").stat().st_size > 1000
