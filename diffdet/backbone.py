@@ -22,8 +22,34 @@ from diffdet.config import DiffDetConfig
 FPN_STRIDES = (4, 8, 16, 32)  # P2..P5
 
 
+def conv_frozen_bn(conv: nn.Conv2d, bn: FrozenBatchNorm2d, x: Tensor, padding: int | tuple[int, int] | str | None = None
+                   ) -> Tensor:
+    """``bn(conv(x))`` as one convolution: a frozen BN is a fixed per-channel affine map, so it folds into the conv's
+    weights and bias (exact up to rounding). Saves the BN's two passes over the activation map (a multiply and
+    an add per element). ``padding``: the conv's own when None."""
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()  # (C_out,)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias, conv.stride,
+                    conv.padding if padding is None else padding, conv.dilation, conv.groups)
+
+
+def _residual_block(block: nn.Module, x: Tensor) -> Tensor:
+    """torchvision's Bottleneck / BasicBlock forward with every conv + frozen BN folded (``conv_frozen_bn``)."""
+    identity = x if block.downsample is None else conv_frozen_bn(block.downsample[0], block.downsample[1], x)
+    out = F.relu(conv_frozen_bn(block.conv1, block.bn1, x), inplace=True)
+    if hasattr(block, "conv3"):  # Bottleneck (R-50, R-101)
+        out = F.relu(conv_frozen_bn(block.conv2, block.bn2, out), inplace=True)
+        out = conv_frozen_bn(block.conv3, block.bn3, out)
+    else:  # BasicBlock (R-18, R-34)
+        out = conv_frozen_bn(block.conv2, block.bn2, out)
+    return F.relu(out.add_(identity), inplace=True)
+
+
 class ResNetBody(nn.Module):
-    """torchvision ResNet trunk returning C2-C5; stem + first ``frozen_stages`` stages frozen."""
+    """torchvision ResNet trunk returning C2-C5; stem + first ``frozen_stages`` stages frozen. Its modules and
+    parameter names are torchvision's; the forward folds each frozen BN into its conv (``conv_frozen_bn``)."""
 
     def __init__(self, depth: int, frozen_stages: int) -> None:
         super().__init__()
@@ -39,12 +65,13 @@ class ResNetBody(nn.Module):
             module.requires_grad_(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c2, c3, c4, c5]
+        x = self.maxpool(F.relu(conv_frozen_bn(self.conv1, self.bn1, x), inplace=True))
+        outputs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                x = _residual_block(block, x)
+            outputs.append(x)
+        return outputs  # [C2, C3, C4, C5]
 
 
 class SameConv2d(nn.Conv2d):
@@ -68,12 +95,9 @@ class SameConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
     def forward_fused(self, x: Tensor, bn: FrozenBatchNorm2d) -> Tensor:
-        """conv followed by a frozen BN as one conv (exact: the BN is a fixed per-channel affine map), which
-        saves two passes over the activation map."""
-        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()  # (C_out,)
-        bias = bn.bias - bn.running_mean * scale
+        """This conv followed by a frozen BN as one conv (``conv_frozen_bn``), with SAME padding."""
         x, padding = self.same_padding(x)
-        return F.conv2d(x, self.weight * scale.view(-1, 1, 1, 1), bias, self.stride, padding, self.dilation, self.groups)
+        return conv_frozen_bn(self, bn, x, padding)
 
 
 def _frozen_bn(channels: int) -> FrozenBatchNorm2d:

@@ -196,3 +196,24 @@ def test_features_in_chunks_and_table_views_give_the_same_maps(tiny_model):
     views = pooler.feature_views()
     assert all(torch.equal(v, w) for v, w in zip(views, whole))
     assert all(v.data_ptr() >= pooler.table.data_ptr() for v in views)  # views into the table, not copies
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_with_folded_batch_norm_matches_the_module_by_module_forward(depth):
+    from diffdet.backbone import ResNetBody
+
+    torch.manual_seed(0)
+    body = ResNetBody(depth, frozen_stages=2).eval()
+    for module in body.modules():  # non-trivial frozen statistics, so the fold is really exercised
+        if type(module).__name__ == "FrozenBatchNorm2d":
+            module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+            module.running_mean.uniform_(-0.2, 0.2), module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected, y = [], body.maxpool(body.relu(body.bn1(body.conv1(x))))
+        for layer in (body.layer1, body.layer2, body.layer3, body.layer4):
+            y = layer(y)  # torchvision's own block forward, BN as a separate module
+            expected.append(y)
+        got = body(x)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
