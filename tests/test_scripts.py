@@ -137,3 +137,10 @@ def test_heatmap_frontier_scores_both_initialisations_with_the_core(tmp_path, ti
     assert next(r for r in rows if r["init"] == "random" and r["proposals"] == 12)["AP"] == expected["AP"]
     assert "| shapes (2 images) | 1 | 12 |" in capsys.readouterr().out
     assert (tmp_path / "frontier.html").stat().st_size > 1000
+    # --retime measures the times again and keeps the AP.
+    again = tmp_path / "again.json"
+    assert load_script("heatmap_frontier").main(["--checkpoint", str(ckpt), "--data", f"shapes={data}",
+                                                 "--retime", str(out), "--time-images", "1", "--json", str(again)]) == 0
+    retimed = json.loads(again.read_text())["rows"]
+    assert [r["AP"] for r in retimed] == [r["AP"] for r in rows]
+    assert [r["seconds"] for r in retimed] != [r["seconds"] for r in rows] and all(r["seconds"] > 0 for r in retimed)
