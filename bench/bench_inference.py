@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from diffdet.config import get_preset  # noqa: E402
 from diffdet.head import RoIPooler, multilevel_roi_align  # noqa: E402
 from diffdet.heatmap import synthesize_heatmap  # noqa: E402
-from diffdet.inference import SamplerOptions, sample  # noqa: E402
+from diffdet.inference import SamplerOptions, native_bfloat16, sample  # noqa: E402
 from diffdet.model import build_model  # noqa: E402
 
 
@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=20, help="paired runs for the recording overhead")
+    parser.add_argument("--bfloat16", choices=("auto", "always", "never"), default="auto",
+                        help="time bfloat16 against float32: auto = only where the device runs it natively")
     args = parser.parse_args()
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -97,6 +99,21 @@ def main() -> None:
     q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
     print(f"recording overhead, 300 proposals, 1 step, {args.pairs} paired runs: median {q2 - 1:+.1%} "
           f"(quartiles {q1 - 1:+.1%} .. {q3 - 1:+.1%})")
+
+    # Precision: bfloat16 autocast against float32 at the target setting, paired runs.
+    native = native_bfloat16(device)
+    if args.bfloat16 == "always" or (args.bfloat16 == "auto" and native):
+        ratios = []
+        for _ in range(max(1, args.repeats)):
+            start = time.perf_counter()
+            sample(model, images[:1], SamplerOptions(steps=1, num_proposals=300, record=False))
+            middle = time.perf_counter()
+            sample(model, images[:1], SamplerOptions(steps=1, num_proposals=300, record=False, dtype="bfloat16"))
+            ratios.append((time.perf_counter() - middle) / (middle - start))
+        print(f"bfloat16 / float32 time, 300 proposals, 1 step, batch 1 ({'native' if native else 'EMULATED'}): "
+              f"{statistics.median(ratios):.2f} (target <= 0.6)")
+    else:
+        print(f"bfloat16: not timed ({device} has no native bfloat16; --bfloat16 always times the emulation)")
 
     # RoI pooling of one head stage (300 boxes, 256 channels): torchvision's roi_align per level vs the gather pooler.
     feats = [torch.randn(1, 256, 480 // s, 640 // s, device=device) for s in (4, 8, 16, 32)]
