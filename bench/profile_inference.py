@@ -10,7 +10,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -23,18 +22,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from diffdet.config import get_preset  # noqa: E402
 from diffdet.inference import SamplerOptions, sample  # noqa: E402
 from diffdet.model import build_model  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_inference import timed  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -53,9 +41,9 @@ def main() -> None:
     # Paired medians: 1 step and 4 steps alternate, so a drifting machine load shifts both alike.
     one, four = [], []
     for _ in range(args.repeats):
-        one.append(median_seconds(lambda: sample(model, image, SamplerOptions(steps=1, num_proposals=300, record=False,
+        one.append(timed(lambda: sample(model, image, SamplerOptions(steps=1, num_proposals=300, record=False,
                                                                               dtype=args.dtype)), 1))
-        four.append(median_seconds(lambda: sample(model, image, SamplerOptions(steps=4, num_proposals=300, record=False,
+        four.append(timed(lambda: sample(model, image, SamplerOptions(steps=4, num_proposals=300, record=False,
                                                                                dtype=args.dtype)), 1))
     t1, t4 = statistics.median(one), statistics.median(four)
     later = (t4 - t1) / 3
