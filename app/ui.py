@@ -35,6 +35,12 @@ CSS = """
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
 #play-row { align-items: center; }
+#denoise-legend .dd-legend { display: flex; flex-wrap: wrap; gap: 4px 6px; align-items: center; font-size: 12px; }
+#denoise-legend .layer-toggle { display: inline-flex; align-items: center; gap: 5px; padding: 2px 8px; cursor: pointer;
+  border: 1px solid #d1d5db; border-radius: 999px; background: white; font-size: 12px; color: #1f2937; }
+#denoise-legend .layer-toggle[aria-pressed=false] { opacity: 0.45; text-decoration: line-through; }
+#denoise-legend .swatch { display: inline-block; width: 18px; height: 0; }
+#denoise-legend .class-key { display: inline-flex; flex-wrap: wrap; gap: 2px 10px; margin-left: 6px; }
 /* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
 @media (max-width: 768px) {
   #main-row { flex-direction: column; flex-wrap: nowrap; }
@@ -45,7 +51,8 @@ CSS = """
 }
 """
 
-# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it.
+# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it. The
+# settings part is set after each run; the slider position is added when the denoising plot changes (below).
 URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
   const name = image && (image.orig_name || (image.path || '').split('/').pop());
   const params = new URLSearchParams();
@@ -53,42 +60,102 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
   params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
   params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
   window.__ddParams = params;
-  const write = () => {  // the slider position is read from the plot shown now (redraws replace the plot)
+  if (window.__dd) window.__dd.writeUrl();
+  return [];
+}"""
+
+# Installed once at page load; everything in it runs on Plotly events, nothing on a timer (v2 polled: the URL
+# every 500 ms and the phone fit every 1 s).
+# - Layer toggles and the class-colour key of the denoising view, drawn as HTML above the plot from the figure's
+#   ``layout.meta`` (Plotly's own legend was redrawn on every slider step).
+# - The URL's slider position, written 300 ms after the plot last changed.
+# - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
+#   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio
+#   (every redraw from the server brings the desktop layout back, so it is applied after each new figure).
+PAGE_JS = """() => {
+  const dd = window.__dd = window.__dd || {};
+  const small = window.innerWidth < 768;
+  if (small) {
+    const sidebar = document.querySelector('#walkthrough-sidebar');
+    if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
+  }
+  dd.writeUrl = () => {
+    if (!window.__ddParams) return;
     const gd = document.querySelector('#denoise-plot .js-plotly-plot');
     const p = new URLSearchParams(window.__ddParams);
     if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
     const query = '?' + p.toString();
     if (window.location.search !== query) window.history.replaceState(null, '', query);
   };
-  write();
-  if (!window.__ddUrl) window.__ddUrl = setInterval(write, 500);
-  return [];
-}"""
-
-# On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
-# figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio.
-# Checked once a second, because every redraw from the server brings the desktop layout back.
-SMALL_SCREEN_JS = """() => {
-  if (window.innerWidth >= 768) return;
-  const sidebar = document.querySelector('#walkthrough-sidebar');
-  if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
-  const fit = () => {
-    if (!window.Plotly) return;
+  dd.scheduleUrl = () => { clearTimeout(dd.urlTimer); dd.urlTimer = setTimeout(dd.writeUrl, 300); };
+  dd.legend = (gd) => {
+    const holder = document.querySelector('#denoise-legend');
+    const meta = gd.layout && gd.layout.meta;
+    if (!holder || !meta || !meta.layers) return;
+    let box = holder.querySelector('.dd-legend');
+    if (!box) { box = document.createElement('div'); box.className = 'dd-legend'; holder.append(box); }
+    if (box.__meta === meta) return;
+    box.__meta = meta;
+    box.textContent = '';
+    const hidden = new Set(gd.data.filter(t => t.visible === 'legendonly').map(t => t.legendgroup));
+    const styles = {solid: 'solid', dot: 'dotted', dash: 'dashed'};
+    for (const layer of meta.layers) {
+      const button = document.createElement('button');
+      button.type = 'button'; button.className = 'layer-toggle'; button.dataset.group = layer.group;
+      button.title = 'click to hide or show this layer';
+      button.setAttribute('aria-pressed', hidden.has(layer.group) ? 'false' : 'true');
+      const swatch = document.createElement('span');
+      swatch.className = 'swatch'; swatch.style.borderTop = `3px ${styles[layer.dash] || 'solid'} ${layer.colour}`;
+      button.append(swatch, document.createTextNode(layer.name));
+      button.onclick = () => {
+        const plot = document.querySelector('#denoise-plot .js-plotly-plot');
+        const show = button.getAttribute('aria-pressed') === 'false';
+        const traces = plot.data.map((t, i) => t.legendgroup === layer.group ? i : -1).filter(i => i >= 0);
+        button.setAttribute('aria-pressed', show ? 'true' : 'false');
+        window.Plotly.restyle(plot, {visible: show ? true : 'legendonly'}, traces);
+      };
+      box.append(button);
+    }
+    const key = document.createElement('span');
+    key.className = 'class-key';
+    for (const row of meta.keys || []) {
+      const item = document.createElement('span');
+      const symbol = document.createElement('b');
+      symbol.style.color = row.colour; symbol.textContent = row.symbol;
+      item.append(symbol, document.createTextNode(' ' + row.name));
+      key.append(item);
+    }
+    box.append(key);
+  };
+  dd.fit = (gd, id) => {
+    if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
+    if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
+    const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
+    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
+    const legend = gd.layout.showlegend !== false;
+    const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
+                    'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': legend ? 170 : 70,
+                    'height': Math.round(width / panels * aspect) + (legend ? 250 : 110)};
+    if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
+    (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
+    window.Plotly.relayout(gd, update);
+  };
+  dd.attach = () => {
     for (const id of ['denoise-plot', 'results-plot', 'compare-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
-      if (!gd || !gd.layout || !gd.layout.xaxis || gd.layout.legend && gd.layout.legend.orientation === 'h') continue;
-      const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
-      const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
-      const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
-      const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
-                      'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': 170,
-                      'height': Math.round(width / panels * aspect) + 250};
-      if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
-      (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
-      window.Plotly.relayout(gd, update);
+      if (!gd || gd.__ddAttached || !gd.on) continue;
+      gd.__ddAttached = true;
+      const after = () => { if (id === 'denoise-plot') { dd.legend(gd); dd.scheduleUrl(); } dd.fit(gd, id); };
+      gd.on('plotly_afterplot', after);
+      after();
     }
   };
-  setInterval(fit, 1000);
+  if (!dd.observer) {
+    dd.observer = new MutationObserver(dd.attach);
+    dd.observer.observe(document.querySelector('#views-col') || document.body, {childList: true, subtree: true});
+  }
+  dd.attach();
 }"""
 
 # Play / pause of the denoising slider, in the browser: each tick applies the next slider step's restyle with
@@ -255,6 +322,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                             play_btn = gr.Button("▶ Play", size="sm", elem_id="play-btn", scale=0, min_width=110)
                             gr.Markdown("Play walks the slider from the noise (step **1**) to the **final** detections; "
                                         "or drag the slider under the image.", elem_id="play-note")
+                        # filled in the browser from the figure (PAGE_JS): layer toggles and the class-colour key
+                        gr.HTML("", elem_id="denoise-legend", padding=False)
                         denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
                     with gr.Tab("Convergence", id="convergence"):
@@ -410,7 +479,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # first; without one the first example opens with the defaults.
         demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position],
                   api_visibility="private", show_progress="hidden")
-        demo.load(None, None, None, js=SMALL_SCREEN_JS)
+        demo.load(None, None, None, js=PAGE_JS)
     return demo
 
 

@@ -245,7 +245,7 @@ def _panel(
 
 
 def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, str]]:
-    """(symbol, colour, name) rows of the class-colour key drawn under the layer legend."""
+    """(symbol, colour, name) rows of the class-colour key shown beside the layer toggles."""
     stage = view.stage % traj.num_stages
     confident = traj.scores[:, stage] >= view.score_threshold  # (S, N)
     used = set(np.unique(traj.labels[:, stage][confident]).tolist())
@@ -257,14 +257,6 @@ def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, st
     if traj.renewed is not None and traj.renewed.any():
         keys.append(("✕", RENEW_COLOUR, "renewed after this step"))
     return keys
-
-
-def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: float = 1.0) -> dict:
-    """A legend drawn as one annotation (coloured symbols + names): unlike legend traces, it adds nothing to the
-    per-trace work of every slider step."""
-    text = "<br>".join(f"<span style='color:{colour}'><b>{symbol}</b></span> {name}" for symbol, colour, name in rows)
-    return {"text": text, "x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "left", "yanchor": "top",
-            "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
 
 
 # Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption), and the legend
@@ -394,25 +386,18 @@ def _slot_traces(slots: list[dict], roles: list[str], axes: tuple[str, str]) -> 
 
 
 def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
-    """Legend-only traces, one per layer present, in the layers' legend groups: clicking one hides the layer."""
-    keys = []
+    """The layers present, in drawing order, as ``{"group", "name", "colour", "dash"}`` rows: the page draws them as
+    toggle buttons above the plot (``app.ui.PAGE_JS``); a click sets ``visible`` of every trace in the group to
+    ``"legendonly"`` and back. Outside Plotly, so the legend costs nothing per slider step (Plotly's own legend was
+    redrawn on every step: ~25 of ~80 ms of a step on a busy 2-core CPU, measured)."""
+    rows = []
     for role in dict.fromkeys(roles):
         if role in LAYERS:
             group, name, colour = LAYERS[role]
-            keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": name,
-                         "legendgroup": group, "showlegend": True, "hoverinfo": "skip",
-                         "line": {"color": colour, "width": 3, "dash": "dot" if role == "renewed" else "solid"}})
+            rows.append({"group": group, "name": name, "colour": colour, "dash": "dot" if role == "renewed" else "solid"})
     if has_gt:
-        keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": "ground truth",
-                     "legendgroup": "gt", "showlegend": True, "hoverinfo": "skip",
-                     "line": {"color": GT_COLOUR, "width": 2, "dash": "dash"}})
-    return keys
-
-
-def interactive_legend(x: float = 0.84) -> dict:
-    return {"x": x, "xanchor": "left", "y": 1.0, "yanchor": "top", "itemclick": "toggle",
-            "itemdoubleclick": "toggleothers", "groupclick": "togglegroup", "bgcolor": "rgba(255,255,255,0.85)",
-            "font": {"size": 11}, "tracegroupgap": 2, "title": {"text": "layers (click to hide)", "font": {"size": 11}}}
+        rows.append({"group": "gt", "name": "ground truth", "colour": GT_COLOUR, "dash": "dash"})
+    return rows
 
 
 def denoise_figure(
@@ -434,18 +419,18 @@ def denoise_figure(
     active = len(pos_list) - 1 if active is None else int(np.clip(active, 0, len(pos_list) - 1))
     roles, slots = _slots(per_position)
     has_gt = view.show_gt and gt_boxes is not None and len(gt_boxes) > 0
-    legend = layer_legend(roles, has_gt)
-    traces = static + _slot_traces(slots[active], roles, axes) + legend
-    keys = _legend_keys(traj, view)
-    xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
+    traces = static + _slot_traces(slots[active], roles, axes)
+    keys = [{"symbol": symbol, "colour": colour, "name": name} for symbol, colour, name in _legend_keys(traj, view)]
+    xaxis, yaxis = image_axes(image.width, image.height)
     slot_ids = list(range(len(static), len(static) + len(roles)))
-    slider = _slider([(slot_ids, slots)], [pos_list], active, length=0.8)
+    slider = _slider([(slot_ids, slots)], [pos_list], active)
     layout = {
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
-        "sliders": [slider], "showlegend": True, "legend": interactive_legend(0.84),
-        "annotations": [key_annotation(keys, x=0.84, y=0.42)],
+        "sliders": [slider], "showlegend": False,
         "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
-        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width]},
+        # ``layers`` and ``keys`` are drawn by the page above the plot (toggles and the class-colour key).
+        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width],
+                 "layers": layer_legend(roles, has_gt), "keys": keys},
     }
     return make_figure(traces, layout)
 
