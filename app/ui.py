@@ -158,34 +158,131 @@ PAGE_JS = """() => {
   dd.attach();
 }"""
 
-# Play / pause of the denoising slider, in the browser: each tick applies the next slider step's restyle with
-# Plotly (as a click on the slider would) and moves the slider; it stops at the last position. No server call.
+# Play / pause of the denoising slider, in the browser (no server call). Between two positions the boxes glide
+# slot by slot (an SVG layer over the plot, eased over TWEEN_MS, drawn from the figure's ``layout.meta.tween``):
+# x_t -> each head stage's prediction in turn (the caption names the stage) -> the shown stage -> x_{t-1} of the
+# next step; renewed slots appear at their new place instead of flying across the image. Then the slider lands on
+# the position (the same restyle a click applies) and holds HOLD_MS. The last move, to the final detections (after
+# ensemble and NMS, no slot correspondence), is a cut. Stops at the end; Pause stops at the next position.
 PLAY_JS = """() => {
-  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const dd = window.__dd = window.__dd || {};
   const button = document.querySelector('#play-btn');
   const setLabel = (text) => { if (button) button.textContent = text; };
-  if (window.__ddPlay) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); return []; }
+  if (dd.playing) { dd.playing = false; setLabel('▶ Play'); return []; }
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) return [];
-  const count = gd.layout.sliders[0].steps.length;
-  let i = gd.layout.sliders[0].active || 0;
-  if (i >= count - 1) {  // at the end: start again from the noise
-    i = 0;
-    const first = gd.layout.sliders[0].steps[0];
-    window.Plotly.restyle(gd, first.args[0], first.args[1]);
-    window.Plotly.relayout(gd, {'sliders[0].active': 0});
-  }
-  setLabel('⏸ Pause');
-  const tick = () => {
-    const s = gd.layout.sliders[0];
-    i = Math.min((s.active || 0) + 1, s.steps.length - 1);
-    window.Plotly.restyle(gd, s.steps[i].args[0], s.steps[i].args[1]);
-    window.Plotly.relayout(gd, {'sliders[0].active': i});
-    if (i >= s.steps.length - 1) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); }
+  dd.playing = true; setLabel('⏸ Pause');
+  if (dd.running) return [];  // a pause was asked during a glide: that loop carries on
+  dd.running = true;
+  dd.played = [];
+  const TWEEN = TWEEN_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
+  const decode = (text, Type) => { const bin = atob(text); const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new Type(bytes.buffer); };
+  const meta = gd.layout.meta || {};
+  const tw = meta.tween;
+  const T = tw ? {S: tw.S, K: tw.K, N: tw.N, in: decode(tw.in, Int16Array), out: decode(tw.out, Int16Array),
+                  labels: decode(tw.labels, Uint8Array), levels: decode(tw.levels, Uint8Array),
+                  renewed: decode(tw.renewed, Uint8Array)} : null;
+  // the boxes (N x 4, pixels) and their colours at "in" of step s, or at carried stage k of step s
+  const state = (kind, s, k) => {
+    const N = T.N, xy = new Float32Array(N * 4), colour = [], opacity = [];
+    for (let j = 0; j < N; j++) {
+      const base = kind === 'in' ? (s * N + j) * 4 : ((s * T.K + k) * N + j) * 4;
+      const src = kind === 'in' ? T.in : T.out;
+      for (let c = 0; c < 4; c++) xy[j * 4 + c] = src[base + c] / 2;
+      if (kind === 'in') { colour.push(tw.noise); opacity.push(0.55); }
+      else { const q = (s * T.K + k) * N + j, level = T.levels[q];
+             colour.push(level === 0 ? tw.faint : tw.colours[T.labels[q] % tw.colours.length]);
+             opacity.push(tw.opacities[level]); }
+    }
+    return {xy, colour, opacity};
   };
-  window.__ddPlay = setInterval(tick, PLAY_INTERVAL_MS);
+  const slots = () => new Set(gd.layout.sliders[0].steps[0].args[1]);
+  const hideSlots = (hide) => { const ids = slots();
+    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
+      if (t && ids.has(t.index)) g.style.opacity = hide ? 0 : ''; }); };
+  const layer = () => {
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    let svg = gd.querySelector('svg.dd-tween');
+    if (!svg) { svg = document.createElementNS(NS, 'svg'); svg.setAttribute('class', 'dd-tween');
+      svg.style.cssText = 'position:absolute;pointer-events:none;overflow:hidden';
+      gd.querySelector('.svg-container').append(svg); }
+    svg.style.left = xa._offset + 'px'; svg.style.top = ya._offset + 'px';
+    svg.setAttribute('width', xa._length); svg.setAttribute('height', ya._length);
+    while (svg.childNodes.length < T.N + 1) {
+      const r = svg.childNodes.length < T.N ? document.createElementNS(NS, 'rect') : document.createElementNS(NS, 'text');
+      if (r.tagName === 'rect') { r.setAttribute('fill', 'none'); r.setAttribute('stroke-width', '1.5'); }
+      else { r.setAttribute('x', 4); r.setAttribute('y', 16); r.setAttribute('class', 'dd-tween-caption');
+             r.setAttribute('font-size', '13'); r.setAttribute('font-weight', '700'); r.setAttribute('fill', '#111827');
+             r.setAttribute('stroke', 'white'); r.setAttribute('stroke-width', '3'); r.setAttribute('paint-order', 'stroke'); }
+      svg.append(r);
+    }
+    return {svg, xa, ya};
+  };
+  const draw = (L, a, b, e, fresh) => {
+    const rects = L.svg.childNodes;
+    for (let j = 0; j < T.N; j++) {
+      const w = fresh && fresh[j] ? 1 : e, c = [0, 1, 2, 3].map(q => a.xy[j * 4 + q] + (b.xy[j * 4 + q] - a.xy[j * 4 + q]) * w);
+      const x0 = L.xa.l2p(c[0]), x1 = L.xa.l2p(c[2]), y0 = L.ya.l2p(c[1]), y1 = L.ya.l2p(c[3]);
+      const r = rects[j], to = w < 0.5 ? a : b;
+      r.setAttribute('x', Math.min(x0, x1)); r.setAttribute('y', Math.min(y0, y1));
+      r.setAttribute('width', Math.abs(x1 - x0)); r.setAttribute('height', Math.abs(y1 - y0));
+      r.setAttribute('stroke', to.colour[j]); r.setAttribute('stroke-opacity', to.opacity[j]);
+    }
+  };
+  const ease = (t) => t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
+  const glide = (L, a, b, ms, caption, fresh) => new Promise(done => {
+    L.svg.lastChild.textContent = caption;
+    const t0 = performance.now();
+    const frame = (now) => { const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);
+      if (t < 1) requestAnimationFrame(frame); else done(); };
+    requestAnimationFrame(frame);
+  });
+  const land = async (i) => { const st = gd.layout.sliders[0].steps[i];
+    await window.Plotly.restyle(gd, st.args[0], st.args[1]);
+    await window.Plotly.relayout(gd, {'sliders[0].active': i}); dd.played.push(performance.now()); };
+  const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+  const labels = meta.positions || [];
+  const parse = (label) => { const m = /^(\\d+)·(in|out)$/.exec(label || ''); return m ? [m[2], +m[1] - 1] : ['final', -1]; };
+  const run = async () => {
+    const count = gd.layout.sliders[0].steps.length;
+    let i = gd.layout.sliders[0].active || 0;
+    if (i >= count - 1) { i = 0; await land(0); await sleep(HOLD); }
+    while (dd.playing && i < count - 1) {
+      const [kindA, sA] = parse(labels[i]), [kindB, sB] = parse(labels[i + 1]);
+      if (T && kindB !== 'final' && gd.querySelector('.svg-container')) {
+        const L = layer();
+        L.svg.style.display = '';
+        hideSlots(true);
+        const steps = T.S;
+        if (kindA === 'in') {  // x_t through the head's stages to the shown stage
+          let from = state('in', sA, 0);
+          for (let k = 0; k < T.K; k++) {
+            const to = state('out', sA, k);
+            await glide(L, from, to, TWEEN / T.K, `Step ${sA + 1}/${steps} · head stage ${tw.stages[k]} of ${tw.stage}`);
+            from = to;
+          }
+        } else {  // the DDIM update: the shown stage's x0 -> the next step's x_t; renewed slots start afresh
+          const fresh = Array.from({length: T.N}, (_, j) => T.renewed[sA * T.N + j]);
+          await glide(L, state('out', sA, T.K - 1), state('in', sB, 0), TWEEN,
+                      `Step ${sA + 1}/${steps} → ${sB + 1} · DDIM update to the next noisy boxes`, fresh);
+        }
+        await land(i + 1);
+        hideSlots(false);
+        L.svg.style.display = 'none';
+      } else {
+        await land(i + 1);
+      }
+      i += 1;
+      if (i < count - 1) await sleep(HOLD);
+    }
+    dd.running = false; dd.playing = false; setLabel('▶ Play');
+  };
+  run().catch((e) => { console.error(e); dd.running = false; dd.playing = false; setLabel('▶ Play'); hideSlots(false); });
   return [];
 }"""
-PLAY_INTERVAL_MS = 700  # a position every 0.7 s: slow enough to follow one box
+TWEEN_MS = 600  # one glide between positions (split over the head stages from x_t to the prediction)
+HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
 
 # Before a display redraw, the browser puts the denoising slider's position into the hidden `position` input (the
 # last of the inputs), so the redrawn figure opens where the user was.
@@ -432,7 +529,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
             explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
-        play_btn.click(None, None, None, js=PLAY_JS.replace("PLAY_INTERVAL_MS", str(PLAY_INTERVAL_MS)))
+        play_btn.click(None, None, None,
+                       js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("HOLD_MS", str(HOLD_MS)))
 
         render_inputs = [traj_store] + image_gt + display + [position]
         render_outputs = [status, denoise_plot, stats_plot, results_plot, det_table, metrics_md, convergence_plot]

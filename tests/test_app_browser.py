@@ -189,6 +189,48 @@ def test_play_advances_the_step_and_stops_at_the_end(page) -> None:
     assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"]
 
 
+GLIDE_SAMPLES = """async (ms) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const slots = new Set(gd.layout.sliders[0].steps[0].args[1]);
+  const out = [], t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    await new Promise(r => requestAnimationFrame(r));
+    const svg = gd.querySelector('svg.dd-tween');
+    if (!svg || svg.style.display === 'none') continue;
+    const hidden = [...gd.querySelectorAll('.scatterlayer .trace')].filter(g => g.__data__ && g.__data__[0]
+      && slots.has(g.__data__[0].trace.index)).every(g => g.style.opacity === '0');
+    const centres = [...svg.querySelectorAll('rect')].map(r => +r.getAttribute('x') + +r.getAttribute('width') / 2);
+    out.push([svg.lastChild.textContent, centres, hidden, gd.layout.sliders[0].active]);
+  }
+  return out;
+}"""
+
+
+def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
+    page.evaluate(SCRUB, ["denoise-plot", 0])
+    tween = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').layout.meta.tween")
+    assert tween is not None and tween["K"] >= 2  # this checkpoint's head has several stages; all are carried
+    page.locator("#play-btn").click()
+    samples = page.evaluate(GLIDE_SAMPLES, 3500)
+    page.locator("#play-btn").click()  # pause: stops at the next position
+    page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    assert "Play" in page.locator("#play-btn").inner_text()
+    stopped = page.evaluate(ACTIVE)
+    page.wait_for_timeout(1500)
+    assert page.evaluate(ACTIVE) == stopped  # paused means paused
+    captions = list(dict.fromkeys(c for c, _, _, _ in samples))
+    # step 1 plays x_t through every carried head stage, then the DDIM update to step 2's noisy boxes
+    assert [f"Step 1/10 · head stage {k} of {tween['stage']}" for k in tween["stages"]] == captions[:tween["K"]]
+    assert any("DDIM update" in c for c in captions)
+    assert all(hidden for _, _, hidden, _ in samples)  # the slider's own boxes make way while the boxes glide
+    # smooth: within one glide a box passes through in-between places (several distinct positions), not one jump
+    update = [centres for c, centres, _, _ in samples if "DDIM update" in c]
+    assert len(update) >= 3
+    moving = [j for j in range(tween["N"]) if len({round(u[j], 1) for u in update}) >= 3]
+    assert len(moving) >= tween["N"] // 2
+    shot(page, "10_paused", "#denoise-plot")
+
+
 def test_a_display_change_keeps_the_slider_position(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 7])
     page.evaluate("() => { document.querySelector('#denoise-plot .js-plotly-plot').data[0].__old = true; }")

@@ -400,6 +400,46 @@ def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
     return rows
 
 
+TWEEN_MAX_VALUES = 160_000  # int16 box coordinates carried for Play's interpolation (~430 kB of base64 at most)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
+    """What Play needs to glide the boxes between slider positions in the browser, slot by slot: the boxes fed to
+    each step and every head stage's prediction at it, so a step plays as x_t -> stage 1 -> ... -> the shown stage
+    -> x_{t-1}. Coordinates travel as little-endian int16 half-pixels (base64), labels and score levels as uint8.
+
+    Returns ``{"S", "K", "N", "stages" (the K stage numbers carried, 1-based), "stage" (the shown one), "in" (S, N, 4),
+    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "renewed" (S, N) uint8, "colours"
+    (per class), "opacities" (per level), "noise" colour}``; all stages when they fit under ``TWEEN_MAX_VALUES``,
+    else only the shown stage; None without a recorded trajectory or when even that does not fit.
+    """
+    if not traj.recorded or traj.boxes_in_xyxy is None or traj.boxes_xyxy is None:
+        return None
+    s_count, n_stages, n = traj.boxes_xyxy.shape[:3]
+    shown = view.stage % n_stages
+    stages = list(range(shown + 1))
+    if s_count * n * 4 * (len(stages) + 1) > TWEEN_MAX_VALUES:
+        stages = [shown]
+        if s_count * n * 4 * 2 > TWEEN_MAX_VALUES:
+            return None
+    half_pixels = lambda a: np.clip(np.round(np.asarray(a, np.float64) * 2), -32768, 32767).astype("<i2")  # noqa: E731
+    out = traj.boxes_xyxy[:, stages]
+    renewed = traj.renewed if traj.renewed is not None else np.zeros((s_count, n), bool)
+    return {
+        "S": int(s_count), "K": len(stages), "N": int(n), "stages": [k + 1 for k in stages], "stage": shown + 1,
+        "in": _b64(half_pixels(traj.boxes_in_xyxy)), "out": _b64(half_pixels(out)),
+        "labels": _b64(np.asarray(traj.labels[:, stages], np.uint8)),
+        "levels": _b64(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
+        "renewed": _b64(np.asarray(renewed, np.uint8)),
+        "colours": [class_colour(k) for k in range(len(traj.class_names))],
+        "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "faint": FAINT_COLOUR,
+    }
+
+
 def denoise_figure(
     traj: Trajectory, image: ImageSource, view: ViewOptions = ViewOptions(), gt_boxes: np.ndarray | None = None,
     gt_ious: dict[str, np.ndarray] | None = None, det_match: np.ndarray | None = None, active: int | None = None,
@@ -430,7 +470,7 @@ def denoise_figure(
         "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
         # ``layers`` and ``keys`` are drawn by the page above the plot (toggles and the class-colour key).
         "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width],
-                 "layers": layer_legend(roles, has_gt), "keys": keys},
+                 "layers": layer_legend(roles, has_gt), "keys": keys, "tween": tween_meta(traj, view)},
     }
     return make_figure(traces, layout)
 
