@@ -512,10 +512,11 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
 
         # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
         # of /detect get the error itself.
-        detect_btn.click(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
+        page_detect_inputs = detect_inputs + [position]  # + Gradio's progress tracker (see Explorer.detect_or_explain)
+        detect_btn.click(explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private",
                          **model_event).then(None, url_inputs, None, js=URL_JS)
         api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect_or_explain, detect_inputs + [position], detect_outputs,
+        image_in.change(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
                         api_visibility="private", **model_event).then(
             lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
             None, url_inputs, None, js=URL_JS)
@@ -525,10 +526,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         preset_outputs = [steps, eta, renewal, proposals]
         teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
         play_btn.click(None, None, None,
                        js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("HOLD_MS", str(HOLD_MS)))
 

@@ -332,3 +332,38 @@ def test_app_runs_class_agnostic_nms(explorer: Explorer) -> None:
 
     options = explorer.sampler_options(get_preset("tiny"), 20, 2, 1.0, True, 0.5, True, True, 0.5, 0.0)
     assert APP_AGNOSTIC_NMS and options.agnostic_nms  # measured to raise precision at the same AP
+
+
+class RecordingProgress(gr.Progress):
+    """A gr.Progress that records what the handler tells it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __call__(self, progress, desc=None, total=None, unit="steps", _tqdm=None):  # noqa: ANN001
+        self.calls.append((progress, desc, unit))
+
+
+def test_progress_is_reported_per_ddim_step_with_the_time_left(explorer: Explorer, example: str) -> None:
+    import inspect
+
+    # Gradio passes its tracker to the page's detect handler: a parameter defaulting to gr.Progress(), right after
+    # the slider position (the last of the page's inputs).
+    names = list(inspect.signature(explorer.detect_or_explain).parameters)
+    assert names[-2:] == ["position", "progress"]
+    assert isinstance(inspect.signature(explorer.detect_or_explain).parameters["progress"].default, gr.Progress)
+    progress = RecordingProgress()
+    args = {**SAMPLER, **DISPLAY, **VIEWS, "steps": 5, "seed": 4242}  # a fresh run, not a cache hit
+    out = explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, progress)
+    assert "detection(s)" in out[0]
+    assert [c[0] for c in progress.calls] == [(k, 5) for k in range(1, 6)]  # one report per DDIM step
+    assert all(c[1].startswith(f"DDIM step {k}/5") for k, c in enumerate(progress.calls, 1))
+    assert all("s left" in c[1] for c in progress.calls[:-1]) and "drawing the views" in progress.calls[-1][1]
+    # the estimate is the measured time per step times the steps left: it shrinks as the run goes on
+    left = [float(c[1].split("about ")[1].split(" s")[0]) for c in progress.calls[:-1]]
+    assert left[-1] < left[1]
+    # a cache hit runs no step and reports none
+    again = RecordingProgress()
+    explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, again)
+    assert again.calls == []
