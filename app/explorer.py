@@ -52,19 +52,18 @@ from app.views.training import TrainingHandlers
 
 def step_reporter(progress: Any, start: float) -> Any:
     """An ``on_step(done, steps)`` for ``RunCache.run`` that moves ``progress`` (a ``gr.Progress``) one DDIM step at
-    a time, with the time left estimated from the steps done so far (the first step also carries the backbone, so
-    the estimate is made from the steps after it once there are any)."""
+    a time, with the time left estimated from the time per step measured after the first one (the first also
+    carries the backbone, so no estimate is given until the second step is done)."""
     marks: list[float] = []
 
     def on_step(done: int, steps: int) -> None:
         now = time.perf_counter()
         marks.append(now)
-        if done >= 2:
-            per_step = (now - marks[0]) / (done - 1)
-        else:
-            per_step = now - start
-        left = per_step * (steps - done)
-        text = f"DDIM step {done}/{steps}" + (f" · about {left:.1f} s left" if done < steps else " · drawing the views")
+        text = f"DDIM step {done}/{steps}"
+        if done == steps:
+            text += " · drawing the views"
+        elif done >= 2:
+            text += f" · about {(now - marks[0]) / (done - 1) * (steps - done):.1f} s left"
         progress((done, steps), desc=text, unit="steps")
 
     return on_step
@@ -400,7 +399,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 
     def from_url(self, request: gr.Request | None = None) -> tuple:
         """The view a shared link asks for (``?example=scene_03.jpg&steps=10&eta=0&renewal=0&proposals=50&seed=0
-        &threshold=0.3&pos=4``): the image (an example, by name) and the controls, then the slider position.
+        &threshold=0.3&pos=4&lw=2&labels=1&scores=1&gt=1&tracks=1``): the image (an example, by name), the sampler
+        and display controls, then the slider position (``hide=`` names hidden layers; the page applies it).
         Parameters that are missing, unknown or out of range are left at the page's defaults: a link never fails."""
         query = dict(request.query_params) if request is not None and request.query_params else {}
         examples = {p.name: p for p in self.example_paths()}
@@ -412,11 +412,12 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             except InputError:
                 return gr.update()
 
-        renewal = gr.update()
-        if query.get("renewal") in ("0", "1"):
-            renewal = gr.update(value=query["renewal"] == "1")
-        return (image, read("steps", 1, 20, True), read("eta", 0, 1), renewal, read("proposals", 1, 500, True),
-                read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True))
+        def flag(key: str) -> Any:
+            return gr.update(value=query[key] == "1") if query.get(key) in ("0", "1") else gr.update()
+
+        return (image, read("steps", 1, 20, True), read("eta", 0, 1), flag("renewal"), read("proposals", 1, 500, True),
+                read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True),
+                read("lw", 0.5, 6), flag("labels"), flag("scores"), flag("gt"), flag("tracks"))
 
     def predict_api(self, image_path: str | None, checkpoint: str | None, steps: Any, seed: Any, proposals: Any,
                     eta: Any, heatmap_init: Any, score_threshold: Any) -> tuple[dict, str]:

@@ -53,12 +53,14 @@ CSS = """
 
 # The page's URL follows the view (example, settings, slider position), so the address bar is a link to it. The
 # settings part is set after each run; the slider position is added when the denoising plot changes (below).
-URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
+URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels, scores, gt, tracks) => {
   const name = image && (image.orig_name || (image.path || '').split('/').pop());
   const params = new URLSearchParams();
   if (name) params.set('example', name);
   params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
   params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
+  params.set('lw', lw); params.set('labels', labels ? 1 : 0); params.set('scores', scores ? 1 : 0);
+  params.set('gt', gt ? 1 : 0); params.set('tracks', tracks ? 1 : 0);
   window.__ddParams = params;
   if (window.__dd) window.__dd.writeUrl();
   return [];
@@ -68,13 +70,16 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
 # every 500 ms and the phone fit every 1 s).
 # - Layer toggles and the class-colour key of the denoising view, drawn as HTML above the plot from the figure's
 #   ``layout.meta`` (Plotly's own legend was redrawn on every slider step).
-# - The URL's slider position, written 300 ms after the plot last changed.
+# - The URL's slider position and hidden layers, written 300 ms after the plot last changed; layers hidden by a link
+#   (``hide=``) or by a click stay hidden when the server sends a new figure.
 # - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
 #   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio
 #   (every redraw from the server brings the desktop layout back, so it is applied after each new figure).
 PAGE_JS = """() => {
   const dd = window.__dd = window.__dd || {};
   const small = window.innerWidth < 768;
+  if (!dd.hidden) dd.hidden = new Set((new URLSearchParams(window.location.search).get('hide') || '').split(',')
+                                        .filter(Boolean));
   if (small) {
     const sidebar = document.querySelector('#walkthrough-sidebar');
     if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
@@ -84,6 +89,7 @@ PAGE_JS = """() => {
     const gd = document.querySelector('#denoise-plot .js-plotly-plot');
     const p = new URLSearchParams(window.__ddParams);
     if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
+    if (dd.hidden.size) p.set('hide', [...dd.hidden].join(','));
     const query = '?' + p.toString();
     if (window.location.search !== query) window.history.replaceState(null, '', query);
   };
@@ -97,7 +103,10 @@ PAGE_JS = """() => {
     if (box.__meta === meta) return;
     box.__meta = meta;
     box.textContent = '';
-    const hidden = new Set(gd.data.filter(t => t.visible === 'legendonly').map(t => t.legendgroup));
+    const groups = new Set(meta.layers.map(l => l.group));
+    const hidden = new Set([...dd.hidden].filter(g => groups.has(g)));
+    const keep = gd.data.map((t, i) => hidden.has(t.legendgroup) && t.visible !== 'legendonly' ? i : -1).filter(i => i >= 0);
+    if (keep.length) window.Plotly.restyle(gd, {visible: 'legendonly'}, keep);  // a new figure: re-hide
     const styles = {solid: 'solid', dot: 'dotted', dash: 'dashed'};
     for (const layer of meta.layers) {
       const button = document.createElement('button');
@@ -112,7 +121,9 @@ PAGE_JS = """() => {
         const show = button.getAttribute('aria-pressed') === 'false';
         const traces = plot.data.map((t, i) => t.legendgroup === layer.group ? i : -1).filter(i => i >= 0);
         button.setAttribute('aria-pressed', show ? 'true' : 'false');
+        if (show) dd.hidden.delete(layer.group); else dd.hidden.add(layer.group);
         window.Plotly.restyle(plot, {visible: show ? true : 'legendonly'}, traces);
+        dd.scheduleUrl();
       };
       box.append(button);
     }
@@ -506,7 +517,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
         detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
                           metrics_md, downloads, traj_store, profile_box, convergence_plot]
-        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold]
+        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold, line_width, show_labels,
+                      show_scores, show_gt, show_tracks]
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
 
@@ -543,7 +555,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
         gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
                line_width.release, stage.release, show_gt.input, show_tracks.input],
-              explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap)
+              explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap).then(
+            None, url_inputs, None, js=URL_JS)
         gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
                          api_visibility="private", js=keep_position, **cheap)
         gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
@@ -576,7 +589,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # ``Explorer.warm_first_view`` ran at start), so the page opens with detections drawn.
         # A shared link (``?example=...&steps=...&pos=...``) sets the image, the controls and the slider position
         # first; without one the first example opens with the defaults.
-        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position],
+        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position,
+                                            line_width, show_labels, show_scores, show_gt, show_tracks],
                   api_visibility="private", show_progress="hidden")
         demo.load(None, None, None, js=PAGE_JS)
     return demo

@@ -6,7 +6,9 @@ Tests in this file share one page and run in order.
 """
 from __future__ import annotations
 
+
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -231,6 +233,22 @@ def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
     shot(page, "10_paused", "#denoise-plot")
 
 
+def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("20")
+    steps.press("Enter")
+    page.locator("#seed input[type=number]").fill("77")  # not a cached run
+    page.locator("#detect-btn").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.progress-level')].some(e => "
+                           "/DDIM step \\d+\\/20/.test(e.textContent))")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('20 DDIM step')")
+    steps.fill("10")
+    steps.press("Enter")
+    page.locator("#seed input[type=number]").fill("0")
+    page.locator("#detect-btn").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('10 DDIM step')")
+
+
 def test_a_display_change_keeps_the_slider_position(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 7])
     page.evaluate("() => { document.querySelector('#denoise-plot .js-plotly-plot').data[0].__old = true; }")
@@ -243,6 +261,7 @@ def test_a_display_change_keeps_the_slider_position(page) -> None:
 
 
 LEGEND = """() => [...document.querySelectorAll('#denoise-legend .layer-toggle')].map(e => e.textContent)"""
+PLOTLY_LEGEND = """(id) => [...document.querySelectorAll(`#${id} .legend .traces`)].map(e => e.textContent)"""
 GROUP_VISIBILITY = """(name) => {
   const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   const group = gd.layout.meta.layers.find(l => l.name === name).group;
@@ -306,27 +325,44 @@ def test_labels_in_the_final_view_do_not_overlap(page) -> None:
 
 
 def test_the_address_bar_is_a_link_that_restores_the_view(page, server) -> None:
+    # display settings and hidden layers travel in the link too
+    set_slider(page, "line-width", 0.8)  # a release: the server redraws, then the URL follows
+    page.wait_for_function("() => /lw=(4.5|5|5.5)&/.test(window.location.search)")
+    page.locator("#denoise-legend .layer-toggle", has_text="noise boxes").click()
+    page.wait_for_function("() => window.location.search.includes('hide=noise')")
     page.evaluate(SCRUB, ["denoise-plot", 5])
     page.wait_for_function("() => window.location.search.includes('pos=5')")
     url = page.url
-    assert "example=scene_01.jpg" in url and "steps=10" in url and "eta=0" in url
+    example = re.search(r"example=(scene_\d+)\.jpg", url).group(1)  # the example on the page now
+    assert "steps=10" in url and "eta=0" in url and "labels=1" in url
     other = page.context.browser.new_page(viewport={"width": 1500, "height": 1000})
     other.set_default_timeout(TIMEOUT_MS)
     other.goto(url)
-    other.wait_for_function("() => (document.querySelector('#status') || {innerText: ''}).innerText"
-                            ".includes('scene_01')")
+    other.wait_for_function("(name) => (document.querySelector('#status') || {innerText: ''}).innerText"
+                            ".includes(name)", arg=example)
     other.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
                             " return gd && gd.layout && gd.layout.sliders && gd.layout.sliders[0].active === 5; }")
     assert other.locator("#steps input[type=number]").input_value() == "10"
+    assert other.locator("#line-width input[type=number]").input_value() == page.locator(
+        "#line-width input[type=number]").input_value()
+    other.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
+                            " const t = gd.data.filter(t => t.legendgroup === 'noise');"
+                            " return t.length && t.every(t => t.visible === 'legendonly'); }")
+    assert other.locator("#denoise-legend .layer-toggle", has_text="noise boxes").get_attribute(
+        "aria-pressed") == "false"
     shot(other, "13_link_restored", "#denoise-plot")
     other.close()
+    # back to the defaults for the tests after this one
+    page.locator("#denoise-legend .layer-toggle", has_text="noise boxes").click()
+    set_slider(page, "line-width", (2 - 0.5) / 5.5)
+    page.wait_for_function("() => window.location.search.includes('lw=2&') && !window.location.search.includes('hide')")
 
 
 def test_convergence_view(page) -> None:
     page.get_by_role("tab", name="Convergence").click()
     page.wait_for_function("() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');"
                            " return gd && gd.layout && gd.layout.meta && gd.layout.meta.mean_xt.length === 10; }")
-    entries = page.evaluate(LEGEND, "convergence-plot")
+    entries = page.evaluate(PLOTLY_LEGEND, "convergence-plot")
     assert "noisy box x_t (each step)" in entries and "final box (class colour)" in entries
     shot(page, "14_convergence", "#convergence-plot")
     page.get_by_role("tab", name="Denoising").click()

@@ -314,15 +314,22 @@ def test_a_shared_link_sets_image_controls_and_position(explorer: Explorer) -> N
     from types import SimpleNamespace
 
     link = SimpleNamespace(query_params={"example": "scene_01.jpg", "steps": "7", "eta": "0.5", "renewal": "1",
-                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4"})
-    image, steps, eta, renewal, proposals, seed, threshold, pos = explorer.from_url(link)
+                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4", "lw": "3.5",
+                                         "labels": "0", "scores": "1", "gt": "0", "tracks": "0"})
+    (image, steps, eta, renewal, proposals, seed, threshold, pos, lw, labels, scores, gt,
+     tracks) = explorer.from_url(link)
     assert image.endswith("scene_01.jpg") and steps["value"] == 7 and eta["value"] == 0.5
     assert renewal["value"] is True and proposals["value"] == 30 and seed["value"] == 3
     assert threshold["value"] == 0.6 and pos["value"] == 4
+    # the display settings too
+    assert lw["value"] == 3.5 and labels["value"] is False and scores["value"] is True
+    assert gt["value"] is False and tracks["value"] is False
     # a broken link is ignored, never an error
-    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1"})
-    image, steps, eta, *_, pos = explorer.from_url(bad)
+    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1",
+                                        "lw": "99", "labels": "yes"})
+    image, steps, eta, *_, pos, lw, labels, _, _, _ = explorer.from_url(bad)
     assert image.endswith("scene_00.jpg") and "value" not in steps and "value" not in eta and "value" not in pos
+    assert "value" not in lw and "value" not in labels
     assert explorer.from_url(None)[0].endswith("scene_00.jpg")
 
 
@@ -359,10 +366,11 @@ def test_progress_is_reported_per_ddim_step_with_the_time_left(explorer: Explore
     assert "detection(s)" in out[0]
     assert [c[0] for c in progress.calls] == [(k, 5) for k in range(1, 6)]  # one report per DDIM step
     assert all(c[1].startswith(f"DDIM step {k}/5") for k, c in enumerate(progress.calls, 1))
-    assert all("s left" in c[1] for c in progress.calls[:-1]) and "drawing the views" in progress.calls[-1][1]
-    # the estimate is the measured time per step times the steps left: it shrinks as the run goes on
-    left = [float(c[1].split("about ")[1].split(" s")[0]) for c in progress.calls[:-1]]
-    assert left[-1] < left[1]
+    # no estimate after the first step (it carries the backbone), then the measured time per step x steps left
+    assert "left" not in progress.calls[0][1]
+    assert all("s left" in c[1] for c in progress.calls[1:-1]) and "drawing the views" in progress.calls[-1][1]
+    left = [float(c[1].split("about ")[1].split(" s")[0]) for c in progress.calls[1:-1]]
+    assert left[-1] < left[0]
     # a cache hit runs no step and reports none
     again = RecordingProgress()
     explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, again)
