@@ -73,7 +73,8 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels,
 # - The URL's slider position and hidden layers, written 300 ms after the plot last changed; layers hidden by a link
 #   (``hide=``) or by a click stay hidden when the server sends a new figure.
 # - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
-#   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio
+#   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio;
+#   the heatmap view's panels stack
 #   (every redraw from the server brings the desktop layout back, so it is applied after each new figure).
 PAGE_JS = """() => {
   const dd = window.__dd = window.__dd || {};
@@ -138,9 +139,41 @@ PAGE_JS = """() => {
     }
     box.append(key);
   };
+  // the heatmap view's side-by-side panels (predicted | target | difference) stack, each at the full width
+  dd.stack = (gd) => {
+    const L = gd.layout, n = L.xaxis3 ? 3 : 2, width = gd.getBoundingClientRect().width - 8;
+    const xr = L.xaxis.range, yr = L.yaxis.range;
+    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const title = 22, bar = 40, image = Math.round(width * aspect), panel = title + image + bar;
+    const inner = n * panel, height = inner + 38;  // 28 px on top: the first title clears Plotly's mode bar
+    const update = {'legend.orientation': 'h', height, 'margin.t': 28, 'margin.b': 10, 'margin.l': 4, 'margin.r': 4};
+    const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
+    const suffix = (k) => k ? String(k + 1) : '';
+    for (let k = 0; k < n; k++) {
+      update[`xaxis${suffix(k)}.domain`] = [0, 1];
+      update[`yaxis${suffix(k)}.domain`] = [y(k * panel + title + image), y(k * panel + title)];
+    }
+    let panelNo = 0;
+    (L.annotations || []).forEach((a, i) => {
+      if (a.yanchor === 'bottom' && a.y === 1 && panelNo < n) {  // a panel title: above its panel, left
+        const k = panelNo++;
+        update[`annotations[${i}].x`] = 0; update[`annotations[${i}].xanchor`] = 'left';
+        update[`annotations[${i}].y`] = y(k * panel + title);
+      } else if (a.y === 0.5) {  // "no heatmap head" note: in the middle of the first panel
+        update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(title + image / 2);
+      }
+    });
+    const bars = gd.data.map((t, i) => t.type === 'heatmap' && t.colorbar ? i : -1).filter(i => i >= 0);
+    const panelOf = (i) => gd.data[i].xaxis === 'x3' ? 2 : gd.data[i].xaxis === 'x2' ? 1 : 0;
+    const traces = {'colorbar.x': bars.map(() => 0.5), 'colorbar.len': bars.map(() => 0.9),
+                    'colorbar.y': bars.map(i => y(panelOf(i) * panel + title + image + 4)),
+                    'colorbar.yanchor': bars.map(() => 'top')};
+    window.Plotly.update(gd, traces, update, bars);
+  };
   dd.fit = (gd, id) => {
     if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
+    if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
     const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
     const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
     const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
@@ -153,7 +186,7 @@ PAGE_JS = """() => {
     window.Plotly.relayout(gd, update);
   };
   dd.attach = () => {
-    for (const id of ['denoise-plot', 'results-plot', 'compare-plot']) {
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;

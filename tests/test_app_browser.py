@@ -388,6 +388,26 @@ def test_phone_size_run(page, server) -> None:
     small.wait_for_timeout(1500)
     assert small.locator("#denoise-plot").bounding_box()["width"] <= 390
     small.screenshot(path=str(OUTPUT_DIR / "browser_15_phone_result.png"))
+    # the heatmap view's three panels stack at the full width, their titles clear of each other
+    small.locator("#views button[aria-label='More tabs']").tap()
+    small.locator("#views .overflow-dropdown button", has_text="Heatmap").tap()
+    small.wait_for_function("() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');"
+                            " return gd && gd._fullLayout && gd.layout.legend && gd.layout.legend.orientation === 'h'"
+                            " && gd._fullLayout.xaxis2; }")
+    small.wait_for_timeout(1000)
+    layout = small.evaluate("""() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');
+      const fl = gd._fullLayout, boxes = [...gd.querySelectorAll('.annotation-text')].map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; });
+      const panels = ['xaxis', 'xaxis2', 'xaxis3'].filter(k => fl[k]).map(k => fl[k]._length);
+      const tops = ['yaxis', 'yaxis2', 'yaxis3'].filter(k => fl[k]).map(k => fl[k]._offset);
+      return {boxes, panels, tops, width: gd.getBoundingClientRect().width}; }""")
+    assert layout["width"] <= 390 and all(w >= 0.9 * layout["width"] - 20 for w in layout["panels"])
+    assert layout["tops"] == sorted(layout["tops"]) and len(set(layout["tops"])) == len(layout["tops"])  # stacked
+    boxes = layout["boxes"]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # titles do not overlap
+    small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap.png"))
     phone.close()
 
 
