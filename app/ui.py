@@ -74,8 +74,8 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels,
 #   (``hide=``) or by a click stay hidden when the server sends a new figure.
 # - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
 #   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio;
-#   the heatmap view's panels stack
-#   (every redraw from the server brings the desktop layout back, so it is applied after each new figure).
+#   the heatmap view's panels stack (every redraw from the server brings the desktop layout back, so this is
+#   applied after each new figure).
 PAGE_JS = """() => {
   const dd = window.__dd = window.__dd || {};
   const small = window.innerWidth < 768;
