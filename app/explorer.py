@@ -11,6 +11,7 @@ status. Nothing here ever shows a traceback or a server path.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -47,6 +48,25 @@ from app.views.heatmap import HeatmapHandlers
 from app.views.results import ResultsHandlers
 from app.views.target import TargetHandlers
 from app.views.training import TrainingHandlers
+
+
+def step_reporter(progress: Any, start: float) -> Any:
+    """An ``on_step(done, steps)`` for ``RunCache.run`` that moves ``progress`` (a ``gr.Progress``) one DDIM step at
+    a time, with the time left estimated from the time per step measured after the first one (the first also
+    carries the backbone, so no estimate is given until the second step is done)."""
+    marks: list[float] = []
+
+    def on_step(done: int, steps: int) -> None:
+        now = time.perf_counter()
+        marks.append(now)
+        text = f"DDIM step {done}/{steps}"
+        if done == steps:
+            text += " · drawing the views"
+        elif done >= 2:
+            text += f" · about {(now - marks[0]) / (done - 1) * (steps - done):.1f} s left"
+        progress((done, steps), desc=text, unit="steps")
+
+    return on_step
 
 class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandlers, CompareHandlers,
                TrainingHandlers):
@@ -223,7 +243,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         return options
 
     def _run(self, image_path: str | None, checkpoint: str | None, upload: str | None, options_args: tuple,
-             seed: Any) -> tuple[np.ndarray, Trajectory, DiffDetConfig, str, float, bool]:
+             seed: Any, progress: Any = None) -> tuple[np.ndarray, Trajectory, DiffDetConfig, str, float, bool]:
         if not image_path:
             raise InputError("Upload an image, take one with the webcam or pick an example first.")
         image = load_image(image_path)
@@ -232,7 +252,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         options = self.sampler_options(cfg, *options_args)
         seed_value = number(seed, 0, 0, 2**31 - 1, "Seed", integer=True)
         start = time.perf_counter()
-        traj, cached = self.runs.run(path, shown, image, options, seed_value)
+        on_step = step_reporter(progress, start) if progress is not None else None
+        traj, cached = self.runs.run(path, shown, image, options, seed_value, on_step=on_step)
         traj.settings.setdefault("seed", seed_value)
         return image, traj, cfg, shown, time.perf_counter() - start, cached
 
@@ -241,9 +262,9 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                renewal_threshold: Any, ensemble: Any, nms: Any, nms_iou: Any, heatmap_init: Any,
                score_threshold: Any, classes: Any, show_labels: Any, show_scores: Any, line_width: Any, stage: Any,
                show_gt: Any, show_tracks: Any, min_radius: Any, rho: Any, heat_class: Any, heat_mode: Any,
-               target_class: Any, position: Any = None) -> tuple:
+               target_class: Any, position: Any = None, progress: Any = None) -> tuple:
         """Run the detector and build every view; the denoising slider opens at ``position`` (None: the final
-        detections). Returns, in order: status Markdown, denoising figure, step
+        detections); ``progress`` (a ``gr.Progress``) is told each DDIM step with the time left. Returns, in order: status Markdown, denoising figure, step
         statistics, heatmap figure, target figure, results figure, detections table, metrics Markdown, download
         files, stored run (npz path), profile-box dropdown update, convergence figure."""
         if not image_path:
@@ -251,7 +272,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                                       "**Detect**.")
         image, traj, cfg, shown, seconds, cached = self._run(
             image_path, checkpoint, upload,
-            (proposals, steps, eta, renewal, renewal_threshold, ensemble, nms, nms_iou, heatmap_init), seed)
+            (proposals, steps, eta, renewal, renewal_threshold, ensemble, nms, nms_iou, heatmap_init), seed, progress)
         display = Display.from_controls(score_threshold, classes, show_labels, show_scores, line_width, stage,
                                         show_gt, show_tracks)
         gt, notes = self.ground_truth(image_path, traj.image_size_hw, gt_file, use_example_gt, traj.class_names)
@@ -283,11 +304,15 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
                 views["convergence"])
 
     def detect_or_explain(self, *args: Any) -> tuple:
-        """``detect`` for the page's own events (Detect, a new image, a preset): a problem (a corrupt upload, a
-        checkpoint that does not fit...) becomes a warning toast and a message in the status line, and every view
-        keeps the previous run instead of showing error badges."""
+        """``detect`` for the page's own events (Detect, a new image, a preset), with every control and the slider
+        position, then Gradio's progress tracker (its signature is ``detect``'s plus ``progress``, set below, so
+        Gradio passes one). A problem (a corrupt upload, a checkpoint that does not fit...) becomes a warning toast
+        and a message in the status line, and every view keeps the previous run instead of showing error badges."""
+        progress = args[-1] if args and isinstance(args[-1], gr.Progress) else None
+        if progress is not None:
+            args = args[:-1]
         try:
-            return self.detect(*args)
+            return self.detect(*args, progress=progress)  # guarded: every failure arrives as a gr.Error
         except gr.Error as exc:
             gr.Warning(exc.message)
             kept = " The views still show the previous run." if args and args[0] else ""
@@ -374,7 +399,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 
     def from_url(self, request: gr.Request | None = None) -> tuple:
         """The view a shared link asks for (``?example=scene_03.jpg&steps=10&eta=0&renewal=0&proposals=50&seed=0
-        &threshold=0.3&pos=4``): the image (an example, by name) and the controls, then the slider position.
+        &threshold=0.3&pos=4&lw=2&labels=1&scores=1&gt=1&tracks=1``): the image (an example, by name), the sampler
+        and display controls, then the slider position (``hide=`` names hidden layers; the page applies it).
         Parameters that are missing, unknown or out of range are left at the page's defaults: a link never fails."""
         query = dict(request.query_params) if request is not None and request.query_params else {}
         examples = {p.name: p for p in self.example_paths()}
@@ -386,11 +412,12 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             except InputError:
                 return gr.update()
 
-        renewal = gr.update()
-        if query.get("renewal") in ("0", "1"):
-            renewal = gr.update(value=query["renewal"] == "1")
-        return (image, read("steps", 1, 20, True), read("eta", 0, 1), renewal, read("proposals", 1, 500, True),
-                read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True))
+        def flag(key: str) -> Any:
+            return gr.update(value=query[key] == "1") if query.get(key) in ("0", "1") else gr.update()
+
+        return (image, read("steps", 1, 20, True), read("eta", 0, 1), flag("renewal"), read("proposals", 1, 500, True),
+                read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True),
+                read("lw", 0.5, 6), flag("labels"), flag("scores"), flag("gt"), flag("tracks"))
 
     def predict_api(self, image_path: str | None, checkpoint: str | None, steps: Any, seed: Any, proposals: Any,
                     eta: Any, heatmap_init: Any, score_threshold: Any) -> tuple[dict, str]:
@@ -418,3 +445,11 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 for _name in ("detect", "render", "render_heatmap", "render_target", "target_boxes_update", "compare", "training",
               "predict_api"):
     setattr(Explorer, _name, guard(getattr(Explorer, _name)))
+
+# Gradio passes its progress tracker to a handler whose signature has a parameter defaulting to ``gr.Progress()``
+# (inserted at that parameter's place among the inputs): the page's detect events send every control and the slider
+# position, so ``progress`` comes right after ``position``.
+_detect_parameters = list(inspect.signature(Explorer.detect).parameters.values())
+Explorer.detect_or_explain.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [p for p in _detect_parameters if p.name != "progress"]
+    + [inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())])

@@ -95,15 +95,33 @@ class RunCache:
         return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, digest, image.shape, options, int(seed))
 
     def run(self, path: Path, name: str, image: np.ndarray, options: SamplerOptions,
-            seed: int) -> tuple[Trajectory, bool]:
-        """(trajectory, came from the cache). Loads the checkpoint on first use (InputError if it does not load)."""
+            seed: int, on_step: Callable[[int, int], None] | None = None) -> tuple[Trajectory, bool]:
+        """(trajectory, came from the cache). Loads the checkpoint on first use (InputError if it does not load).
+
+        ``on_step(done, steps)`` is called after each DDIM step's network pass (a forward hook on the model: the
+        sampler calls the model once per step), from this thread only. Where the model runs in another process
+        (ZeroGPU) the hook never fires and nothing is reported."""
         key = self.key(path, image, options, seed)
         with self._lock:
             if key in self._runs:
                 self._runs.move_to_end(key)
                 return self._runs[key], True
-        MODELS.get(path, name)  # load (and report a bad file) outside the GPU call
-        traj = _predict(str(path), name, image, options, seed)
+        detector = MODELS.get(path, name)  # load (and report a bad file) outside the GPU call
+        handle = None
+        if on_step is not None:
+            owner, done = threading.get_ident(), [0]
+
+            def hook(*_: Any) -> None:
+                if threading.get_ident() == owner:
+                    done[0] += 1
+                    on_step(done[0], options.steps)
+
+            handle = detector.model.register_forward_hook(hook)
+        try:
+            traj = _predict(str(path), name, image, options, seed)
+        finally:
+            if handle is not None:
+                handle.remove()
         with self._lock:
             self._runs[key] = traj
             while len(self._runs) > self.capacity:

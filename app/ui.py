@@ -35,6 +35,12 @@ CSS = """
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
 #play-row { align-items: center; }
+#denoise-legend .dd-legend { display: flex; flex-wrap: wrap; gap: 4px 6px; align-items: center; font-size: 12px; }
+#denoise-legend .layer-toggle { display: inline-flex; align-items: center; gap: 5px; padding: 2px 8px; cursor: pointer;
+  border: 1px solid #d1d5db; border-radius: 999px; background: white; font-size: 12px; color: #1f2937; }
+#denoise-legend .layer-toggle[aria-pressed=false] { opacity: 0.45; text-decoration: line-through; }
+#denoise-legend .swatch { display: inline-block; width: 18px; height: 0; }
+#denoise-legend .class-key { display: inline-flex; flex-wrap: wrap; gap: 2px 10px; margin-left: 6px; }
 /* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
 @media (max-width: 768px) {
   #main-row { flex-direction: column; flex-wrap: nowrap; }
@@ -45,80 +51,282 @@ CSS = """
 }
 """
 
-# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it.
-URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold) => {
+# The page's URL follows the view (example, settings, slider position), so the address bar is a link to it. The
+# settings part is set after each run; the slider position is added when the denoising plot changes (below).
+URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels, scores, gt, tracks) => {
   const name = image && (image.orig_name || (image.path || '').split('/').pop());
   const params = new URLSearchParams();
   if (name) params.set('example', name);
   params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
   params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
+  params.set('lw', lw); params.set('labels', labels ? 1 : 0); params.set('scores', scores ? 1 : 0);
+  params.set('gt', gt ? 1 : 0); params.set('tracks', tracks ? 1 : 0);
   window.__ddParams = params;
-  const write = () => {  // the slider position is read from the plot shown now (redraws replace the plot)
+  if (window.__dd) window.__dd.writeUrl();
+  return [];
+}"""
+
+# Installed once at page load; everything in it runs on Plotly events, nothing on a timer (v2 polled: the URL
+# every 500 ms and the phone fit every 1 s).
+# - Layer toggles and the class-colour key of the denoising view, drawn as HTML above the plot from the figure's
+#   ``layout.meta`` (Plotly's own legend was redrawn on every slider step).
+# - The URL's slider position and hidden layers, written 300 ms after the plot last changed; layers hidden by a link
+#   (``hide=``) or by a click stay hidden when the server sends a new figure.
+# - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
+#   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio;
+#   the heatmap view's panels stack (every redraw from the server brings the desktop layout back, so this is
+#   applied after each new figure).
+PAGE_JS = """() => {
+  const dd = window.__dd = window.__dd || {};
+  const small = window.innerWidth < 768;
+  if (!dd.hidden) dd.hidden = new Set((new URLSearchParams(window.location.search).get('hide') || '').split(',')
+                                        .filter(Boolean));
+  if (small) {
+    const sidebar = document.querySelector('#walkthrough-sidebar');
+    if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
+  }
+  dd.writeUrl = () => {
+    if (!window.__ddParams) return;
     const gd = document.querySelector('#denoise-plot .js-plotly-plot');
     const p = new URLSearchParams(window.__ddParams);
     if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
+    if (dd.hidden.size) p.set('hide', [...dd.hidden].join(','));
     const query = '?' + p.toString();
     if (window.location.search !== query) window.history.replaceState(null, '', query);
   };
-  write();
-  if (!window.__ddUrl) window.__ddUrl = setInterval(write, 500);
-  return [];
-}"""
-
-# On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
-# figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio.
-# Checked once a second, because every redraw from the server brings the desktop layout back.
-SMALL_SCREEN_JS = """() => {
-  if (window.innerWidth >= 768) return;
-  const sidebar = document.querySelector('#walkthrough-sidebar');
-  if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();
-  const fit = () => {
-    if (!window.Plotly) return;
-    for (const id of ['denoise-plot', 'results-plot', 'compare-plot']) {
+  dd.scheduleUrl = () => { clearTimeout(dd.urlTimer); dd.urlTimer = setTimeout(dd.writeUrl, 300); };
+  dd.legend = (gd) => {
+    const holder = document.querySelector('#denoise-legend');
+    const meta = gd.layout && gd.layout.meta;
+    if (!holder || !meta || !meta.layers) return;
+    let box = holder.querySelector('.dd-legend');
+    if (!box) { box = document.createElement('div'); box.className = 'dd-legend'; holder.append(box); }
+    if (box.__meta === meta) return;
+    box.__meta = meta;
+    box.textContent = '';
+    const groups = new Set(meta.layers.map(l => l.group));
+    const hidden = new Set([...dd.hidden].filter(g => groups.has(g)));
+    const keep = gd.data.map((t, i) => hidden.has(t.legendgroup) && t.visible !== 'legendonly' ? i : -1).filter(i => i >= 0);
+    if (keep.length) window.Plotly.restyle(gd, {visible: 'legendonly'}, keep);  // a new figure: re-hide
+    const styles = {solid: 'solid', dot: 'dotted', dash: 'dashed'};
+    for (const layer of meta.layers) {
+      const button = document.createElement('button');
+      button.type = 'button'; button.className = 'layer-toggle'; button.dataset.group = layer.group;
+      button.title = 'click to hide or show this layer';
+      button.setAttribute('aria-pressed', hidden.has(layer.group) ? 'false' : 'true');
+      const swatch = document.createElement('span');
+      swatch.className = 'swatch'; swatch.style.borderTop = `3px ${styles[layer.dash] || 'solid'} ${layer.colour}`;
+      button.append(swatch, document.createTextNode(layer.name));
+      button.onclick = () => {
+        const plot = document.querySelector('#denoise-plot .js-plotly-plot');
+        const show = button.getAttribute('aria-pressed') === 'false';
+        const traces = plot.data.map((t, i) => t.legendgroup === layer.group ? i : -1).filter(i => i >= 0);
+        button.setAttribute('aria-pressed', show ? 'true' : 'false');
+        if (show) dd.hidden.delete(layer.group); else dd.hidden.add(layer.group);
+        window.Plotly.restyle(plot, {visible: show ? true : 'legendonly'}, traces);
+        dd.scheduleUrl();
+      };
+      box.append(button);
+    }
+    const key = document.createElement('span');
+    key.className = 'class-key';
+    for (const row of meta.keys || []) {
+      const item = document.createElement('span');
+      const symbol = document.createElement('b');
+      symbol.style.color = row.colour; symbol.textContent = row.symbol;
+      item.append(symbol, document.createTextNode(' ' + row.name));
+      key.append(item);
+    }
+    box.append(key);
+  };
+  // the heatmap view's side-by-side panels (predicted | target | difference) stack, each at the full width
+  dd.stack = (gd) => {
+    const L = gd.layout, n = L.xaxis3 ? 3 : 2, width = gd.getBoundingClientRect().width - 8;
+    const xr = L.xaxis.range, yr = L.yaxis.range;
+    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const title = 22, bar = 40, image = Math.round(width * aspect), panel = title + image + bar;
+    const inner = n * panel, height = inner + 38;  // 28 px on top: the first title clears Plotly's mode bar
+    const update = {'legend.orientation': 'h', height, 'margin.t': 28, 'margin.b': 10, 'margin.l': 4, 'margin.r': 4};
+    const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
+    const suffix = (k) => k ? String(k + 1) : '';
+    for (let k = 0; k < n; k++) {
+      update[`xaxis${suffix(k)}.domain`] = [0, 1];
+      update[`yaxis${suffix(k)}.domain`] = [y(k * panel + title + image), y(k * panel + title)];
+    }
+    let panelNo = 0;
+    (L.annotations || []).forEach((a, i) => {
+      if (a.yanchor === 'bottom' && a.y === 1 && panelNo < n) {  // a panel title: above its panel, left
+        const k = panelNo++;
+        update[`annotations[${i}].x`] = 0; update[`annotations[${i}].xanchor`] = 'left';
+        update[`annotations[${i}].y`] = y(k * panel + title);
+      } else if (a.y === 0.5) {  // "no heatmap head" note: in the middle of the first panel
+        update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(title + image / 2);
+      }
+    });
+    const bars = gd.data.map((t, i) => t.type === 'heatmap' && t.colorbar ? i : -1).filter(i => i >= 0);
+    const panelOf = (i) => gd.data[i].xaxis === 'x3' ? 2 : gd.data[i].xaxis === 'x2' ? 1 : 0;
+    const traces = {'colorbar.x': bars.map(() => 0.5), 'colorbar.len': bars.map(() => 0.9),
+                    'colorbar.y': bars.map(i => y(panelOf(i) * panel + title + image + 4)),
+                    'colorbar.yanchor': bars.map(() => 'top')};
+    window.Plotly.update(gd, traces, update, bars);
+  };
+  dd.fit = (gd, id) => {
+    if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
+    if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
+    if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
+    const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
+    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
+    const legend = gd.layout.showlegend !== false;
+    const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
+                    'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': legend ? 170 : 70,
+                    'height': Math.round(width / panels * aspect) + (legend ? 250 : 110)};
+    if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
+    (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
+    window.Plotly.relayout(gd, update);
+  };
+  dd.attach = () => {
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
-      if (!gd || !gd.layout || !gd.layout.xaxis || gd.layout.legend && gd.layout.legend.orientation === 'h') continue;
-      const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
-      const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
-      const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
-      const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
-                      'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': 170,
-                      'height': Math.round(width / panels * aspect) + 250};
-      if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
-      (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
-      window.Plotly.relayout(gd, update);
+      if (!gd || gd.__ddAttached || !gd.on) continue;
+      gd.__ddAttached = true;
+      const after = () => { if (id === 'denoise-plot') { dd.legend(gd); dd.scheduleUrl(); } dd.fit(gd, id); };
+      gd.on('plotly_afterplot', after);
+      after();
     }
   };
-  setInterval(fit, 1000);
+  if (!dd.observer) {
+    dd.observer = new MutationObserver(dd.attach);
+    dd.observer.observe(document.querySelector('#views-col') || document.body, {childList: true, subtree: true});
+  }
+  dd.attach();
 }"""
 
-# Play / pause of the denoising slider, in the browser: each tick applies the next slider step's restyle with
-# Plotly (as a click on the slider would) and moves the slider; it stops at the last position. No server call.
+# Play / pause of the denoising slider, in the browser (no server call). Between two positions the boxes glide
+# slot by slot (an SVG layer over the plot, eased over TWEEN_MS, drawn from the figure's ``layout.meta.tween``):
+# x_t -> each head stage's prediction in turn (the caption names the stage) -> the shown stage -> x_{t-1} of the
+# next step; renewed slots appear at their new place instead of flying across the image. Then the slider lands on
+# the position (the same restyle a click applies) and holds HOLD_MS. The last move, to the final detections (after
+# ensemble and NMS, no slot correspondence), is a cut. Stops at the end; Pause stops at the next position.
 PLAY_JS = """() => {
-  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const dd = window.__dd = window.__dd || {};
   const button = document.querySelector('#play-btn');
   const setLabel = (text) => { if (button) button.textContent = text; };
-  if (window.__ddPlay) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); return []; }
+  if (dd.playing) { dd.playing = false; setLabel('▶ Play'); return []; }
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) return [];
-  const count = gd.layout.sliders[0].steps.length;
-  let i = gd.layout.sliders[0].active || 0;
-  if (i >= count - 1) {  // at the end: start again from the noise
-    i = 0;
-    const first = gd.layout.sliders[0].steps[0];
-    window.Plotly.restyle(gd, first.args[0], first.args[1]);
-    window.Plotly.relayout(gd, {'sliders[0].active': 0});
-  }
-  setLabel('⏸ Pause');
-  const tick = () => {
-    const s = gd.layout.sliders[0];
-    i = Math.min((s.active || 0) + 1, s.steps.length - 1);
-    window.Plotly.restyle(gd, s.steps[i].args[0], s.steps[i].args[1]);
-    window.Plotly.relayout(gd, {'sliders[0].active': i});
-    if (i >= s.steps.length - 1) { clearInterval(window.__ddPlay); window.__ddPlay = null; setLabel('▶ Play'); }
+  dd.playing = true; setLabel('⏸ Pause');
+  if (dd.running) return [];  // a pause was asked during a glide: that loop carries on
+  dd.running = true;
+  dd.played = [];
+  const TWEEN = TWEEN_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
+  const decode = (text, Type) => { const bin = atob(text); const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new Type(bytes.buffer); };
+  const meta = gd.layout.meta || {};
+  const tw = meta.tween;
+  const T = tw ? {S: tw.S, K: tw.K, N: tw.N, in: decode(tw.in, Int16Array), out: decode(tw.out, Int16Array),
+                  labels: decode(tw.labels, Uint8Array), levels: decode(tw.levels, Uint8Array),
+                  renewed: decode(tw.renewed, Uint8Array)} : null;
+  // the boxes (N x 4, pixels) and their colours at "in" of step s, or at carried stage k of step s
+  const state = (kind, s, k) => {
+    const N = T.N, xy = new Float32Array(N * 4), colour = [], opacity = [];
+    for (let j = 0; j < N; j++) {
+      const base = kind === 'in' ? (s * N + j) * 4 : ((s * T.K + k) * N + j) * 4;
+      const src = kind === 'in' ? T.in : T.out;
+      for (let c = 0; c < 4; c++) xy[j * 4 + c] = src[base + c] / 2;
+      if (kind === 'in') { colour.push(tw.noise); opacity.push(0.55); }
+      else { const q = (s * T.K + k) * N + j, level = T.levels[q];
+             colour.push(level === 0 ? tw.faint : tw.colours[T.labels[q] % tw.colours.length]);
+             opacity.push(tw.opacities[level]); }
+    }
+    return {xy, colour, opacity};
   };
-  window.__ddPlay = setInterval(tick, PLAY_INTERVAL_MS);
+  const slots = () => new Set(gd.layout.sliders[0].steps[0].args[1]);
+  const hideSlots = (hide) => { const ids = slots();
+    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
+      if (t && ids.has(t.index)) g.style.opacity = hide ? 0 : ''; }); };
+  const layer = () => {
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    let svg = gd.querySelector('svg.dd-tween');
+    if (!svg) { svg = document.createElementNS(NS, 'svg'); svg.setAttribute('class', 'dd-tween');
+      svg.style.cssText = 'position:absolute;pointer-events:none;overflow:hidden';
+      gd.querySelector('.svg-container').append(svg); }
+    svg.style.left = xa._offset + 'px'; svg.style.top = ya._offset + 'px';
+    svg.setAttribute('width', xa._length); svg.setAttribute('height', ya._length);
+    while (svg.childNodes.length < T.N + 1) {
+      const r = svg.childNodes.length < T.N ? document.createElementNS(NS, 'rect') : document.createElementNS(NS, 'text');
+      if (r.tagName === 'rect') { r.setAttribute('fill', 'none'); r.setAttribute('stroke-width', '1.5'); }
+      else { r.setAttribute('x', 4); r.setAttribute('y', 16); r.setAttribute('class', 'dd-tween-caption');
+             r.setAttribute('font-size', '13'); r.setAttribute('font-weight', '700'); r.setAttribute('fill', '#111827');
+             r.setAttribute('stroke', 'white'); r.setAttribute('stroke-width', '3'); r.setAttribute('paint-order', 'stroke'); }
+      svg.append(r);
+    }
+    return {svg, xa, ya};
+  };
+  const draw = (L, a, b, e, fresh) => {
+    const rects = L.svg.childNodes;
+    for (let j = 0; j < T.N; j++) {
+      const w = fresh && fresh[j] ? 1 : e, c = [0, 1, 2, 3].map(q => a.xy[j * 4 + q] + (b.xy[j * 4 + q] - a.xy[j * 4 + q]) * w);
+      const x0 = L.xa.l2p(c[0]), x1 = L.xa.l2p(c[2]), y0 = L.ya.l2p(c[1]), y1 = L.ya.l2p(c[3]);
+      const r = rects[j], to = w < 0.5 ? a : b;
+      r.setAttribute('x', Math.min(x0, x1)); r.setAttribute('y', Math.min(y0, y1));
+      r.setAttribute('width', Math.abs(x1 - x0)); r.setAttribute('height', Math.abs(y1 - y0));
+      r.setAttribute('stroke', to.colour[j]); r.setAttribute('stroke-opacity', to.opacity[j]);
+    }
+  };
+  const ease = (t) => t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
+  const glide = (L, a, b, ms, caption, fresh) => new Promise(done => {
+    L.svg.lastChild.textContent = caption;
+    const t0 = performance.now();
+    const frame = (now) => { const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);
+      if (t < 1) requestAnimationFrame(frame); else done(); };
+    requestAnimationFrame(frame);
+  });
+  const land = async (i) => { const st = gd.layout.sliders[0].steps[i];
+    await window.Plotly.restyle(gd, st.args[0], st.args[1]);
+    await window.Plotly.relayout(gd, {'sliders[0].active': i}); dd.played.push(performance.now()); };
+  const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+  const labels = meta.positions || [];
+  const parse = (label) => { const m = /^(\\d+)·(in|out)$/.exec(label || ''); return m ? [m[2], +m[1] - 1] : ['final', -1]; };
+  const run = async () => {
+    const count = gd.layout.sliders[0].steps.length;
+    let i = gd.layout.sliders[0].active || 0;
+    if (i >= count - 1) { i = 0; await land(0); await sleep(HOLD); }
+    while (dd.playing && i < count - 1) {
+      const [kindA, sA] = parse(labels[i]), [kindB, sB] = parse(labels[i + 1]);
+      if (T && kindB !== 'final' && gd.querySelector('.svg-container')) {
+        const L = layer();
+        L.svg.style.display = '';
+        hideSlots(true);
+        const steps = T.S;
+        if (kindA === 'in') {  // x_t through the head's stages to the shown stage
+          let from = state('in', sA, 0);
+          for (let k = 0; k < T.K; k++) {
+            const to = state('out', sA, k);
+            await glide(L, from, to, TWEEN / T.K, `Step ${sA + 1}/${steps} · head stage ${tw.stages[k]} of ${tw.stage}`);
+            from = to;
+          }
+        } else {  // the DDIM update: the shown stage's x0 -> the next step's x_t; renewed slots start afresh
+          const fresh = Array.from({length: T.N}, (_, j) => T.renewed[sA * T.N + j]);
+          await glide(L, state('out', sA, T.K - 1), state('in', sB, 0), TWEEN,
+                      `Step ${sA + 1}/${steps} → ${sB + 1} · DDIM update to the next noisy boxes`, fresh);
+        }
+        await land(i + 1);
+        hideSlots(false);
+        L.svg.style.display = 'none';
+      } else {
+        await land(i + 1);
+      }
+      i += 1;
+      if (i < count - 1) await sleep(HOLD);
+    }
+    dd.running = false; dd.playing = false; setLabel('▶ Play');
+  };
+  run().catch((e) => { console.error(e); dd.running = false; dd.playing = false; setLabel('▶ Play'); hideSlots(false); });
   return [];
 }"""
-PLAY_INTERVAL_MS = 700  # a position every 0.7 s: slow enough to follow one box
+TWEEN_MS = 600  # one glide between positions (split over the head stages from x_t to the prediction)
+HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
 
 # Before a display redraw, the browser puts the denoising slider's position into the hidden `position` input (the
 # last of the inputs), so the redrawn figure opens where the user was.
@@ -255,6 +463,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                             play_btn = gr.Button("▶ Play", size="sm", elem_id="play-btn", scale=0, min_width=110)
                             gr.Markdown("Play walks the slider from the noise (step **1**) to the **final** detections; "
                                         "or drag the slider under the image.", elem_id="play-note")
+                        # filled in the browser from the figure (PAGE_JS): layer toggles and the class-colour key
+                        gr.HTML("", elem_id="denoise-legend", padding=False)
                         denoise_plot = gr.Plot(show_label=False, elem_id="denoise-plot")
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
                     with gr.Tab("Convergence", id="convergence"):
@@ -340,16 +550,18 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
         detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
                           metrics_md, downloads, traj_store, profile_box, convergence_plot]
-        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold]
+        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold, line_width, show_labels,
+                      show_scores, show_gt, show_tracks]
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
 
         # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
         # of /detect get the error itself.
-        detect_btn.click(explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private",
+        page_detect_inputs = detect_inputs + [position]  # + Gradio's progress tracker (see Explorer.detect_or_explain)
+        detect_btn.click(explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private",
                          **model_event).then(None, url_inputs, None, js=URL_JS)
         api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect_or_explain, detect_inputs + [position], detect_outputs,
+        image_in.change(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
                         api_visibility="private", **model_event).then(
             lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
             None, url_inputs, None, js=URL_JS)
@@ -359,11 +571,12 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         preset_outputs = [steps, eta, renewal, proposals]
         teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, detect_inputs, detect_outputs, api_visibility="private", **model_event)
-        play_btn.click(None, None, None, js=PLAY_JS.replace("PLAY_INTERVAL_MS", str(PLAY_INTERVAL_MS)))
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
+        play_btn.click(None, None, None,
+                       js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("HOLD_MS", str(HOLD_MS)))
 
         render_inputs = [traj_store] + image_gt + display + [position]
         render_outputs = [status, denoise_plot, stats_plot, results_plot, det_table, metrics_md, convergence_plot]
@@ -375,7 +588,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
         gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
                line_width.release, stage.release, show_gt.input, show_tracks.input],
-              explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap)
+              explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap).then(
+            None, url_inputs, None, js=URL_JS)
         gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
                          api_visibility="private", js=keep_position, **cheap)
         gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
@@ -408,9 +622,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # ``Explorer.warm_first_view`` ran at start), so the page opens with detections drawn.
         # A shared link (``?example=...&steps=...&pos=...``) sets the image, the controls and the slider position
         # first; without one the first example opens with the defaults.
-        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position],
+        demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position,
+                                            line_width, show_labels, show_scores, show_gt, show_tracks],
                   api_visibility="private", show_progress="hidden")
-        demo.load(None, None, None, js=SMALL_SCREEN_JS)
+        demo.load(None, None, None, js=PAGE_JS)
     return demo
 
 

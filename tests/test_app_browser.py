@@ -6,7 +6,9 @@ Tests in this file share one page and run in order.
 """
 from __future__ import annotations
 
+
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,64 @@ def test_play_advances_the_step_and_stops_at_the_end(page) -> None:
     assert state["captions"] == ["<b>Final detections (after ensemble and NMS)</b>"]
 
 
+GLIDE_SAMPLES = """async (ms) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const slots = new Set(gd.layout.sliders[0].steps[0].args[1]);
+  const out = [], t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    await new Promise(r => requestAnimationFrame(r));
+    const svg = gd.querySelector('svg.dd-tween');
+    if (!svg || svg.style.display === 'none') continue;
+    const hidden = [...gd.querySelectorAll('.scatterlayer .trace')].filter(g => g.__data__ && g.__data__[0]
+      && slots.has(g.__data__[0].trace.index)).every(g => g.style.opacity === '0');
+    const centres = [...svg.querySelectorAll('rect')].map(r => +r.getAttribute('x') + +r.getAttribute('width') / 2);
+    out.push([svg.lastChild.textContent, centres, hidden, gd.layout.sliders[0].active]);
+  }
+  return out;
+}"""
+
+
+def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
+    page.evaluate(SCRUB, ["denoise-plot", 0])
+    tween = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').layout.meta.tween")
+    assert tween is not None and tween["K"] >= 2  # this checkpoint's head has several stages; all are carried
+    page.locator("#play-btn").click()
+    samples = page.evaluate(GLIDE_SAMPLES, 3500)
+    page.locator("#play-btn").click()  # pause: stops at the next position
+    page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    assert "Play" in page.locator("#play-btn").inner_text()
+    stopped = page.evaluate(ACTIVE)
+    page.wait_for_timeout(1500)
+    assert page.evaluate(ACTIVE) == stopped  # paused means paused
+    captions = list(dict.fromkeys(c for c, _, _, _ in samples))
+    # step 1 plays x_t through every carried head stage, then the DDIM update to step 2's noisy boxes
+    assert [f"Step 1/10 · head stage {k} of {tween['stage']}" for k in tween["stages"]] == captions[:tween["K"]]
+    assert any("DDIM update" in c for c in captions)
+    assert all(hidden for _, _, hidden, _ in samples)  # the slider's own boxes make way while the boxes glide
+    # smooth: within one glide a box passes through in-between places (several distinct positions), not one jump
+    update = [centres for c, centres, _, _ in samples if "DDIM update" in c]
+    assert len(update) >= 3
+    moving = [j for j in range(tween["N"]) if len({round(u[j], 1) for u in update}) >= 3]
+    assert len(moving) >= tween["N"] // 2
+    shot(page, "10_paused", "#denoise-plot")
+
+
+def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("20")
+    steps.press("Enter")
+    page.locator("#seed input[type=number]").fill("77")  # not a cached run
+    page.locator("#detect-btn").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.progress-level')].some(e => "
+                           "/DDIM step \\d+\\/20/.test(e.textContent))")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('20 DDIM step')")
+    steps.fill("10")
+    steps.press("Enter")
+    page.locator("#seed input[type=number]").fill("0")
+    page.locator("#detect-btn").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('10 DDIM step')")
+
+
 def test_a_display_change_keeps_the_slider_position(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 7])
     page.evaluate("() => { document.querySelector('#denoise-plot .js-plotly-plot').data[0].__old = true; }")
@@ -200,29 +260,37 @@ def test_a_display_change_keeps_the_slider_position(page) -> None:
     page.locator("#show-scores input").click()
 
 
-LEGEND = """(id) => [...document.querySelectorAll(`#${id} .legend .traces`)].map(e => e.textContent)"""
-GROUP_VISIBILITY = """([id, name]) => {
-  const gd = document.querySelector(`#${id} .js-plotly-plot`);
-  const key = gd.data.find(t => t.name === name && t.showlegend);
-  return gd.data.filter(t => t.legendgroup === key.legendgroup).map(t => t.visible);
+LEGEND = """() => [...document.querySelectorAll('#denoise-legend .layer-toggle')].map(e => e.textContent)"""
+PLOTLY_LEGEND = """(id) => [...document.querySelectorAll(`#${id} .legend .traces`)].map(e => e.textContent)"""
+GROUP_VISIBILITY = """(name) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const group = gd.layout.meta.layers.find(l => l.name === name).group;
+  const traces = gd.data.filter(t => t.legendgroup === group);
+  return traces.length ? traces.map(t => t.visible) : [null];
 }"""
 
 
 def test_every_legend_entry_hides_its_layer_and_it_stays_hidden_while_scrubbing(page) -> None:
-    entries = page.evaluate(LEGEND, "denoise-plot")
+    # The denoising view's legend is HTML above the plot (Plotly's own legend was redrawn on every slider step).
+    entries = page.evaluate(LEGEND)
     assert {"predicted boxes (class colour)", "noise boxes x_t (fed in)", "ground truth"} <= set(entries)
-    shot(page, "11_legend", "#denoise-plot")
+    assert page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').querySelector('.legend')") \
+        is None
+    keys = page.locator("#denoise-legend .class-key").inner_text()
+    assert "score < 0.2" in keys
+    shot(page, "11_legend", "#views")
     for i, name in enumerate(entries):
-        page.locator("#denoise-plot .legend .traces .legendtoggle").nth(i).click()
-        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v === 'legendonly')",
-                               arg=["denoise-plot", name])
+        toggle = page.locator("#denoise-legend .layer-toggle").nth(i)
+        toggle.click()
+        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v === 'legendonly')", arg=name)
+        assert toggle.get_attribute("aria-pressed") == "false"
         page.evaluate(SCRUB, ["denoise-plot", 3])
-        assert all(v == "legendonly" for v in page.evaluate(GROUP_VISIBILITY, ["denoise-plot", name])), name
+        assert all(v == "legendonly" for v in page.evaluate(GROUP_VISIBILITY, name)), name
         if name == "centre tracks":
             shot(page, "11_tracks_hidden", "#denoise-plot")
-        page.locator("#denoise-plot .legend .traces .legendtoggle").nth(i).click()
-        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v !== 'legendonly')",
-                               arg=["denoise-plot", name])
+        toggle.click()
+        page.wait_for_function(f"(a) => ({GROUP_VISIBILITY})(a).every(v => v !== 'legendonly')", arg=name)
+        assert toggle.get_attribute("aria-pressed") == "true"
     page.evaluate(SCRUB, ["denoise-plot", 20])
 
 
@@ -257,27 +325,44 @@ def test_labels_in_the_final_view_do_not_overlap(page) -> None:
 
 
 def test_the_address_bar_is_a_link_that_restores_the_view(page, server) -> None:
+    # display settings and hidden layers travel in the link too
+    set_slider(page, "line-width", 0.8)  # a release: the server redraws, then the URL follows
+    page.wait_for_function("() => /lw=(4.5|5|5.5)&/.test(window.location.search)")
+    page.locator("#denoise-legend .layer-toggle", has_text="noise boxes").click()
+    page.wait_for_function("() => window.location.search.includes('hide=noise')")
     page.evaluate(SCRUB, ["denoise-plot", 5])
     page.wait_for_function("() => window.location.search.includes('pos=5')")
     url = page.url
-    assert "example=scene_01.jpg" in url and "steps=10" in url and "eta=0" in url
+    example = re.search(r"example=(scene_\d+)\.jpg", url).group(1)  # the example on the page now
+    assert "steps=10" in url and "eta=0" in url and "labels=1" in url
     other = page.context.browser.new_page(viewport={"width": 1500, "height": 1000})
     other.set_default_timeout(TIMEOUT_MS)
     other.goto(url)
-    other.wait_for_function("() => (document.querySelector('#status') || {innerText: ''}).innerText"
-                            ".includes('scene_01')")
+    other.wait_for_function("(name) => (document.querySelector('#status') || {innerText: ''}).innerText"
+                            ".includes(name)", arg=example)
     other.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
                             " return gd && gd.layout && gd.layout.sliders && gd.layout.sliders[0].active === 5; }")
     assert other.locator("#steps input[type=number]").input_value() == "10"
+    assert other.locator("#line-width input[type=number]").input_value() == page.locator(
+        "#line-width input[type=number]").input_value()
+    other.wait_for_function("() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');"
+                            " const t = gd.data.filter(t => t.legendgroup === 'noise');"
+                            " return t.length && t.every(t => t.visible === 'legendonly'); }")
+    assert other.locator("#denoise-legend .layer-toggle", has_text="noise boxes").get_attribute(
+        "aria-pressed") == "false"
     shot(other, "13_link_restored", "#denoise-plot")
     other.close()
+    # back to the defaults for the tests after this one
+    page.locator("#denoise-legend .layer-toggle", has_text="noise boxes").click()
+    set_slider(page, "line-width", (2 - 0.5) / 5.5)
+    page.wait_for_function("() => window.location.search.includes('lw=2&') && !window.location.search.includes('hide')")
 
 
 def test_convergence_view(page) -> None:
     page.get_by_role("tab", name="Convergence").click()
     page.wait_for_function("() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');"
                            " return gd && gd.layout && gd.layout.meta && gd.layout.meta.mean_xt.length === 10; }")
-    entries = page.evaluate(LEGEND, "convergence-plot")
+    entries = page.evaluate(PLOTLY_LEGEND, "convergence-plot")
     assert "noisy box x_t (each step)" in entries and "final box (class colour)" in entries
     shot(page, "14_convergence", "#convergence-plot")
     page.get_by_role("tab", name="Denoising").click()
@@ -303,6 +388,26 @@ def test_phone_size_run(page, server) -> None:
     small.wait_for_timeout(1500)
     assert small.locator("#denoise-plot").bounding_box()["width"] <= 390
     small.screenshot(path=str(OUTPUT_DIR / "browser_15_phone_result.png"))
+    # the heatmap view's three panels stack at the full width, their titles clear of each other
+    small.locator("#views button[aria-label='More tabs']").tap()
+    small.locator("#views .overflow-dropdown button", has_text="Heatmap").tap()
+    small.wait_for_function("() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');"
+                            " return gd && gd._fullLayout && gd.layout.legend && gd.layout.legend.orientation === 'h'"
+                            " && gd._fullLayout.xaxis2; }")
+    small.wait_for_timeout(1000)
+    layout = small.evaluate("""() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');
+      const fl = gd._fullLayout, boxes = [...gd.querySelectorAll('.annotation-text')].map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; });
+      const panels = ['xaxis', 'xaxis2', 'xaxis3'].filter(k => fl[k]).map(k => fl[k]._length);
+      const tops = ['yaxis', 'yaxis2', 'yaxis3'].filter(k => fl[k]).map(k => fl[k]._offset);
+      return {boxes, panels, tops, width: gd.getBoundingClientRect().width}; }""")
+    assert layout["width"] <= 390 and all(w >= 0.9 * layout["width"] - 20 for w in layout["panels"])
+    assert layout["tops"] == sorted(layout["tops"]) and len(set(layout["tops"])) == len(layout["tops"])  # stacked
+    boxes = layout["boxes"]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # titles do not overlap
+    small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap.png"))
     phone.close()
 
 

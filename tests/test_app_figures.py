@@ -329,3 +329,21 @@ def test_tracks_follow_only_surviving_proposals(image) -> None:
     survivors = int((traj.scores[-1, -1] >= 0.5).sum())
     assert 0 < paths <= survivors < 12
     assert track["line"]["color"].endswith("0.4)")  # faint
+
+
+def test_denoise_figure_carries_its_legend_as_meta_not_as_plotly_legend(image) -> None:
+    # The page draws the layer toggles and the class key from layout.meta; Plotly's own legend (redrawn on every
+    # slider step) is off, and no legend-only traces ride along.
+    traj = support.make_trajectory(steps=3, stages=2)
+    fig = P.validate_figure(denoising.denoise_figure(traj, image, gt_boxes=GT))
+    assert fig.layout.showlegend is False and not fig.layout.annotations
+    layers = fig.layout.meta["layers"]
+    groups = [row["group"] for row in layers]
+    assert groups[-1] == "gt" and "boxes" in groups and "noise" in groups
+    scatters = [t for t in fig.data if t.type == "scatter"]
+    assert set(groups) <= {t.legendgroup for t in scatters}  # every toggle has traces to hide
+    assert not any(t.showlegend for t in scatters)
+    keys = [row["name"] for row in fig.layout.meta["keys"]]
+    assert "score < 0.2" in keys
+    no_gt = denoising.denoise_figure(traj, image)
+    assert "gt" not in [row["group"] for row in no_gt.layout.meta["layers"]]

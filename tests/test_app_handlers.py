@@ -314,15 +314,22 @@ def test_a_shared_link_sets_image_controls_and_position(explorer: Explorer) -> N
     from types import SimpleNamespace
 
     link = SimpleNamespace(query_params={"example": "scene_01.jpg", "steps": "7", "eta": "0.5", "renewal": "1",
-                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4"})
-    image, steps, eta, renewal, proposals, seed, threshold, pos = explorer.from_url(link)
+                                         "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4", "lw": "3.5",
+                                         "labels": "0", "scores": "1", "gt": "0", "tracks": "0"})
+    (image, steps, eta, renewal, proposals, seed, threshold, pos, lw, labels, scores, gt,
+     tracks) = explorer.from_url(link)
     assert image.endswith("scene_01.jpg") and steps["value"] == 7 and eta["value"] == 0.5
     assert renewal["value"] is True and proposals["value"] == 30 and seed["value"] == 3
     assert threshold["value"] == 0.6 and pos["value"] == 4
+    # the display settings too
+    assert lw["value"] == 3.5 and labels["value"] is False and scores["value"] is True
+    assert gt["value"] is False and tracks["value"] is False
     # a broken link is ignored, never an error
-    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1"})
-    image, steps, eta, *_, pos = explorer.from_url(bad)
+    bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1",
+                                        "lw": "99", "labels": "yes"})
+    image, steps, eta, *_, pos, lw, labels, _, _, _ = explorer.from_url(bad)
     assert image.endswith("scene_00.jpg") and "value" not in steps and "value" not in eta and "value" not in pos
+    assert "value" not in lw and "value" not in labels
     assert explorer.from_url(None)[0].endswith("scene_00.jpg")
 
 
@@ -332,3 +339,39 @@ def test_app_runs_class_agnostic_nms(explorer: Explorer) -> None:
 
     options = explorer.sampler_options(get_preset("tiny"), 20, 2, 1.0, True, 0.5, True, True, 0.5, 0.0)
     assert APP_AGNOSTIC_NMS and options.agnostic_nms  # measured to raise precision at the same AP
+
+
+class RecordingProgress(gr.Progress):
+    """A gr.Progress that records what the handler tells it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __call__(self, progress, desc=None, total=None, unit="steps", _tqdm=None):  # noqa: ANN001
+        self.calls.append((progress, desc, unit))
+
+
+def test_progress_is_reported_per_ddim_step_with_the_time_left(explorer: Explorer, example: str) -> None:
+    import inspect
+
+    # Gradio passes its tracker to the page's detect handler: a parameter defaulting to gr.Progress(), right after
+    # the slider position (the last of the page's inputs).
+    names = list(inspect.signature(explorer.detect_or_explain).parameters)
+    assert names[-2:] == ["position", "progress"]
+    assert isinstance(inspect.signature(explorer.detect_or_explain).parameters["progress"].default, gr.Progress)
+    progress = RecordingProgress()
+    args = {**SAMPLER, **DISPLAY, **VIEWS, "steps": 5, "seed": 4242}  # a fresh run, not a cache hit
+    out = explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, progress)
+    assert "detection(s)" in out[0]
+    assert [c[0] for c in progress.calls] == [(k, 5) for k in range(1, 6)]  # one report per DDIM step
+    assert all(c[1].startswith(f"DDIM step {k}/5") for k, c in enumerate(progress.calls, 1))
+    # no estimate after the first step (it carries the backbone), then the measured time per step x steps left
+    assert "left" not in progress.calls[0][1]
+    assert all("s left" in c[1] for c in progress.calls[1:-1]) and "drawing the views" in progress.calls[-1][1]
+    left = [float(c[1].split("about ")[1].split(" s")[0]) for c in progress.calls[1:-1]]
+    assert left[-1] < left[0]
+    # a cache hit runs no step and reports none
+    again = RecordingProgress()
+    explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, again)
+    assert again.calls == []

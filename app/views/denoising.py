@@ -245,7 +245,7 @@ def _panel(
 
 
 def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, str]]:
-    """(symbol, colour, name) rows of the class-colour key drawn under the layer legend."""
+    """(symbol, colour, name) rows of the class-colour key shown beside the layer toggles."""
     stage = view.stage % traj.num_stages
     confident = traj.scores[:, stage] >= view.score_threshold  # (S, N)
     used = set(np.unique(traj.labels[:, stage][confident]).tolist())
@@ -257,14 +257,6 @@ def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, st
     if traj.renewed is not None and traj.renewed.any():
         keys.append(("✕", RENEW_COLOUR, "renewed after this step"))
     return keys
-
-
-def key_annotation(rows: Sequence[tuple[str, str, str]], x: float = 1.0, y: float = 1.0) -> dict:
-    """A legend drawn as one annotation (coloured symbols + names): unlike legend traces, it adds nothing to the
-    per-trace work of every slider step."""
-    text = "<br>".join(f"<span style='color:{colour}'><b>{symbol}</b></span> {name}" for symbol, colour, name in rows)
-    return {"text": text, "x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "left", "yanchor": "top",
-            "align": "left", "showarrow": False, "font": {"size": 11}, "bgcolor": "rgba(255,255,255,0.85)"}
 
 
 # Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption), and the legend
@@ -394,25 +386,58 @@ def _slot_traces(slots: list[dict], roles: list[str], axes: tuple[str, str]) -> 
 
 
 def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
-    """Legend-only traces, one per layer present, in the layers' legend groups: clicking one hides the layer."""
-    keys = []
+    """The layers present, in drawing order, as ``{"group", "name", "colour", "dash"}`` rows: the page draws them as
+    toggle buttons above the plot (``app.ui.PAGE_JS``); a click sets ``visible`` of every trace in the group to
+    ``"legendonly"`` and back. Outside Plotly, so the legend costs nothing per slider step (Plotly's own legend was
+    redrawn on every step: ~25 of ~80 ms of a step on a busy 2-core CPU, measured)."""
+    rows = []
     for role in dict.fromkeys(roles):
         if role in LAYERS:
             group, name, colour = LAYERS[role]
-            keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": name,
-                         "legendgroup": group, "showlegend": True, "hoverinfo": "skip",
-                         "line": {"color": colour, "width": 3, "dash": "dot" if role == "renewed" else "solid"}})
+            rows.append({"group": group, "name": name, "colour": colour, "dash": "dot" if role == "renewed" else "solid"})
     if has_gt:
-        keys.append({"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": "ground truth",
-                     "legendgroup": "gt", "showlegend": True, "hoverinfo": "skip",
-                     "line": {"color": GT_COLOUR, "width": 2, "dash": "dash"}})
-    return keys
+        rows.append({"group": "gt", "name": "ground truth", "colour": GT_COLOUR, "dash": "dash"})
+    return rows
 
 
-def interactive_legend(x: float = 0.84) -> dict:
-    return {"x": x, "xanchor": "left", "y": 1.0, "yanchor": "top", "itemclick": "toggle",
-            "itemdoubleclick": "toggleothers", "groupclick": "togglegroup", "bgcolor": "rgba(255,255,255,0.85)",
-            "font": {"size": 11}, "tracegroupgap": 2, "title": {"text": "layers (click to hide)", "font": {"size": 11}}}
+TWEEN_MAX_VALUES = 160_000  # int16 box coordinates carried for Play's interpolation (~430 kB of base64 at most)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
+    """What Play needs to glide the boxes between slider positions in the browser, slot by slot: the boxes fed to
+    each step and every head stage's prediction at it, so a step plays as x_t -> stage 1 -> ... -> the shown stage
+    -> x_{t-1}. Coordinates travel as little-endian int16 half-pixels (base64), labels and score levels as uint8.
+
+    Returns ``{"S", "K", "N", "stages" (the K stage numbers carried, 1-based), "stage" (the shown one), "in" (S, N, 4),
+    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "renewed" (S, N) uint8, "colours"
+    (per class), "opacities" (per level), "noise" colour}``; all stages when they fit under ``TWEEN_MAX_VALUES``,
+    else only the shown stage; None without a recorded trajectory or when even that does not fit.
+    """
+    if not traj.recorded or traj.boxes_in_xyxy is None or traj.boxes_xyxy is None:
+        return None
+    s_count, n_stages, n = traj.boxes_xyxy.shape[:3]
+    shown = view.stage % n_stages
+    stages = list(range(shown + 1))
+    if s_count * n * 4 * (len(stages) + 1) > TWEEN_MAX_VALUES:
+        stages = [shown]
+        if s_count * n * 4 * 2 > TWEEN_MAX_VALUES:
+            return None
+    half_pixels = lambda a: np.clip(np.round(np.asarray(a, np.float64) * 2), -32768, 32767).astype("<i2")  # noqa: E731
+    out = traj.boxes_xyxy[:, stages]
+    renewed = traj.renewed if traj.renewed is not None else np.zeros((s_count, n), bool)
+    return {
+        "S": int(s_count), "K": len(stages), "N": int(n), "stages": [k + 1 for k in stages], "stage": shown + 1,
+        "in": _b64(half_pixels(traj.boxes_in_xyxy)), "out": _b64(half_pixels(out)),
+        "labels": _b64(np.asarray(traj.labels[:, stages], np.uint8)),
+        "levels": _b64(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
+        "renewed": _b64(np.asarray(renewed, np.uint8)),
+        "colours": [class_colour(k) for k in range(len(traj.class_names))],
+        "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "faint": FAINT_COLOUR,
+    }
 
 
 def denoise_figure(
@@ -434,18 +459,18 @@ def denoise_figure(
     active = len(pos_list) - 1 if active is None else int(np.clip(active, 0, len(pos_list) - 1))
     roles, slots = _slots(per_position)
     has_gt = view.show_gt and gt_boxes is not None and len(gt_boxes) > 0
-    legend = layer_legend(roles, has_gt)
-    traces = static + _slot_traces(slots[active], roles, axes) + legend
-    keys = _legend_keys(traj, view)
-    xaxis, yaxis = image_axes(image.width, image.height, domain_x=(0, 0.83))
+    traces = static + _slot_traces(slots[active], roles, axes)
+    keys = [{"symbol": symbol, "colour": colour, "name": name} for symbol, colour, name in _legend_keys(traj, view)]
+    xaxis, yaxis = image_axes(image.width, image.height)
     slot_ids = list(range(len(static), len(static) + len(roles)))
-    slider = _slider([(slot_ids, slots)], [pos_list], active, length=0.8)
+    slider = _slider([(slot_ids, slots)], [pos_list], active)
     layout = {
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 34 + 70,
-        "sliders": [slider], "showlegend": True, "legend": interactive_legend(0.84),
-        "annotations": [key_annotation(keys, x=0.84, y=0.42)],
+        "sliders": [slider], "showlegend": False,
         "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
-        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width]},
+        # ``layers`` and ``keys`` are drawn by the page above the plot (toggles and the class-colour key).
+        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width],
+                 "layers": layer_legend(roles, has_gt), "keys": keys, "tween": tween_meta(traj, view)},
     }
     return make_figure(traces, layout)
 
