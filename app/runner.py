@@ -60,7 +60,9 @@ class ModelStore:
                 self._models.move_to_end(key)
                 return self._models[key]
             try:
-                detector = Detector.from_checkpoint(path, device=self.device)
+                # bfloat16 where the device runs it natively (AP within 0.5 of float32 on held-out renders; an
+                # emulated bfloat16 CPU stays in float32: docs/heatmap_inference.md, bench/RESULTS.md).
+                detector = Detector.from_checkpoint(path, device=self.device, dtype="auto")
             except (ValueError, RuntimeError, OSError) as exc:
                 raise InputError(f"The checkpoint could not be loaded: {_clean(str(exc), path, name)}") from None
             self._models[key] = detector

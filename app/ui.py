@@ -427,7 +427,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                             info="overlap above which the weaker box is dropped")
                     heatmap_init = gr.Slider(0, 1, value=0.0, step=0.05, label="Heatmap-guided proposals (ratio)",
                                              elem_id="heatmap-init", visible=has_heatmap,
-                                             info="share of starting boxes centred on heatmap peaks")
+                                             info="up to this share of starting boxes sit on heatmap peaks (one per peak, sized from its blob)")
                 with gr.Accordion("Display", open=True, elem_classes="phone-late"):
                     score_threshold = gr.Slider(0, 1, value=0.3, step=0.05, label="Score threshold",
                                                 elem_id="score-threshold",
@@ -521,7 +521,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         with gr.Row():
                             heatmap_b = gr.Slider(0, 1, value=0.0, step=0.05, label="B: heatmap-guided ratio",
                                                   elem_id="heatmap-b", visible=has_heatmap,
-                                                  info="B's share of heatmap-centred starting boxes")
+                                                  info="B's share of starting boxes on heatmap peaks (one per peak)")
                             renewal_b = gr.Checkbox(value=PAPER.renewal, label="B: box renewal", elem_id="renewal-b",
                                                     info="B renews low scorers")
                             compare_btn = gr.Button("Run A/B", elem_id="compare-btn")

@@ -271,3 +271,22 @@ def launched_app(env: AppEnv, name: str):
         yield demo, explorer
     finally:
         demo.close()
+
+
+def test_model_store_runs_bfloat16_only_where_native(tmp_path, tiny_model) -> None:
+    import torch
+
+    from app.runner import ModelStore
+    from diffdet.inference import native_bfloat16
+    from diffdet.weights import save_checkpoint
+
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_model, path)
+    detector = ModelStore(device="cpu").get(path, "tiny.safetensors")
+    assert detector.dtype == "auto"  # the app asks for bfloat16 where the CPU runs it natively ...
+    traj = detector.predict([np.zeros((48, 64, 3), np.uint8)])[0]
+    assert traj.settings["dtype"] == "auto"
+    if not native_bfloat16(torch.device("cpu")):  # ... and float32 elsewhere: no emulation warning, same numbers
+        plain = ModelStore(device="cpu").get(path, "tiny.safetensors")
+        plain.dtype = None
+        np.testing.assert_array_equal(plain.predict([np.zeros((48, 64, 3), np.uint8)])[0].boxes_xyxy, traj.boxes_xyxy)
