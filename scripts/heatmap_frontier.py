@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None, help=".html or .png (kaleido)")
     parser.add_argument("--retime", default=None, metavar="JSON",
-                        help="re-measure only the times of a previous --json (e.g. on a quieter machine); writes --json")
+                        help="re-measure only the times of a previous --json, round-robin over the settings "
+                             "(--time-images rounds), so load drift hits all alike; writes --json")
     args = parser.parse_args(argv)
     model = load_checkpoint(args.checkpoint)
     if args.retime:
@@ -126,16 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def retime(model, rows: list[dict], data: dict[str, str], time_images: int) -> list[dict]:
-    """The rows with ``seconds`` measured again on the first ``time_images`` images of each set."""
+def retime(model, rows: list[dict], data: dict[str, str], rounds: int) -> list[dict]:
+    """The rows with ``seconds`` measured again, round-robin: each round times every setting once (on the
+    round's image of its set), so a machine whose load drifts slows all settings alike; the median of ``rounds``."""
     images = {}
     for name, path in data.items():
         split = load_split(path, "props", "val", model.cfg.class_names)
-        images[name] = [read_image_rgb(s.image_path, exif=s.exif) for s in split.samples[:time_images]]
-    for row in rows:
-        options = SamplerOptions.from_config(model.cfg, steps=row["steps"], num_proposals=row["proposals"],
-                                             heatmap_init=INITS[row["init"]], record=False)
-        row["seconds"] = seconds_per_image(model, images[row["data"]], options)
+        images[name] = [read_image_rgb(s.image_path, exif=s.exif) for s in split.samples[:rounds]]
+    options = [SamplerOptions.from_config(model.cfg, steps=row["steps"], num_proposals=row["proposals"],
+                                          heatmap_init=INITS[row["init"]], record=False) for row in rows]
+    for row, opts in zip(rows, options):  # warm-up
+        sample(model, images[row["data"]][:1], opts)
+    times: list[list[float]] = [[] for _ in rows]
+    for round_index in range(rounds):
+        for row, opts, spent in zip(rows, options, times):
+            image = images[row["data"]][round_index % len(images[row["data"]])]
+            start = time.perf_counter()
+            sample(model, [image], opts)
+            spent.append(time.perf_counter() - start)
+    for row, spent in zip(rows, times):
+        row["seconds"] = statistics.median(spent)
         print(f"{row['data']} {row['init']:>7} {row['proposals']:>4} proposals {row['steps']} step(s): "
               f"{row['seconds']:.3f} s", file=sys.stderr, flush=True)
     return rows
