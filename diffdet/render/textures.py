@@ -28,10 +28,12 @@ PLANKS_PER_TEXTURE = (5, 14)                  # the texture spans 1.2-1.9 m: pla
 JOINT_WIDTH_PX = (2.0, 7.0)                   # dark joint lines between planks, at 1024 px (about 2-13 mm)
 
 
-def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: bool | None = None) -> np.ndarray:
+def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: bool | None = None,
+                 knots: bool = True) -> np.ndarray:
     """Procedural wood: multi-scale grain streaks along a gently warped direction (weak or strong), faint ring
-    lines, knots (dark eyes the rings bend around) and, in ``PLANK_PROB`` of tops (or when ``planks`` is True),
-    planks across the grain separated by dark joint lines, in one of a few common finishes.
+    lines, up to four knots (dark eyes the rings bend around; none when ``knots`` is False) and, in ``PLANK_PROB``
+    of tops (always when ``planks`` is True, never when False), planks across the grain separated by dark joint
+    lines, in one of a few common finishes.
 
     The texture spans the table's diameter (1.2-1.9 m). Returns (size, size, 3) uint8 RGB.
     """
@@ -41,7 +43,7 @@ def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: boo
     v = v + rng.uniform(0.01, 0.04) * _smooth_noise(rng, (size, size), 2) \
         + rng.uniform(0.002, 0.006) * _smooth_noise(rng, (size, size), 8)
     knot_dark = np.zeros_like(xx)
-    for _ in range(rng.integers(0, 5)):               # knots bend the rings around a point and are dark
+    for _ in range(rng.integers(0, 5) if knots else 0):   # knots bend the rings around a point and are dark
         kx, ky = rng.uniform(0.05, 0.95, 2)
         r2 = rng.uniform(1e-4, 6e-4)
         eye = np.exp(-((xx - kx) ** 2 + (yy - ky) ** 2) / r2)
@@ -55,7 +57,7 @@ def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: boo
         plank = np.floor(across).astype(np.int32)
         v = v + rng.uniform(0, 1, size=3 * n + 2).astype(np.float32)[plank]
         distance_px = np.abs(across - np.round(across)) * size / n        # to the nearest joint, in pixels
-        half = rng.uniform(*JOINT_WIDTH_PX) / 2
+        half = rng.uniform(*JOINT_WIDTH_PX) / 2 * size / 1024
         joint = np.clip(1.5 - distance_px / half, 0, 1) * rng.uniform(0.45, 0.8)
     # Grain: multi-scale 1D noise across the grain (streaks of every width), plus faint sharp ring lines.
     grid = np.arange(8192)
@@ -76,13 +78,17 @@ def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: boo
 TABLE_KINDS = {"wood": 0.7, "laminate": 0.12, "stone": 0.08, "painted": 0.1}  # share of each kind of table top
 
 
-def table_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarray:
+def table_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, kind: str | None = None) -> np.ndarray:
     """A table top: wood (``wood_texture``, most often), plain laminate or melamine with faint speckle, stone-like
-    speckle, or a painted top with brush streaks; the kind is drawn from ``TABLE_KINDS``. (size, size, 3) uint8 RGB.
+    speckle, or a painted top with brush streaks; ``kind`` (one of ``TABLE_KINDS``) is drawn from their shares
+    when None. (size, size, 3) uint8 RGB. Raises ValueError for an unknown kind.
     """
     kinds = list(TABLE_KINDS)
-    weights = np.array([TABLE_KINDS[k] for k in kinds])
-    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    if kind is None:
+        weights = np.array([TABLE_KINDS[k] for k in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    elif kind not in TABLE_KINDS:
+        raise ValueError(f"unknown table kind {kind!r}; expected one of {kinds}")
     if kind == "wood":
         return wood_texture(rng, size)
     img = np.empty((size, size, 3), np.float32)
