@@ -1,5 +1,6 @@
-"""Procedural textures for the rendered scenes: wooden table tops, floors, walls, and printed packaging for the
-distractor objects. Each is a pure function of an ``np.random.Generator``; all return RGB uint8 arrays."""
+"""Procedural textures for the rendered scenes: table tops (wood with planks, dark joints and knots; laminate, stone,
+paint), floors, walls, and distractor surfaces (plain colours, patterns, printed packaging). Each is a pure
+function of an ``np.random.Generator``; all return RGB uint8 arrays."""
 from __future__ import annotations
 
 import cv2
