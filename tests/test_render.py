@@ -265,3 +265,122 @@ def test_statistics_of_a_rendered_set_beside_real_props(ycb_dir: Path, tmp_path:
     assert "| sqrt(box area) px, p10 / p50 / p90 | 64 / 103 / 170 |" in table and "tuna_fish_can" in table
     with pytest.raises(ValueError, match="no boxes"):
         render.box_statistics([["a.jpg", []]])
+
+
+HOUSEHOLD = ("bowl", "bottle", "brick", "banana", "tool")
+
+
+def test_household_distractors_have_their_shape() -> None:
+    """Each household distractor kind is a closed mesh of household size with the feature that makes it that kind:
+    a bowl is hollow and open on top, a bottle has a neck narrower than its body, a brick is about 2:1 in plan, a
+    banana is long, thin and curved, a tool is an L/T/C composition (much emptier than its convex hull)."""
+    import trimesh
+
+    for kind in HOUSEHOLD:
+        for seed in range(4):
+            mesh = render.distractor_mesh(np.random.default_rng(seed), kind)
+            assert mesh.is_watertight and mesh.volume > 0, (kind, seed)
+            extents = np.sort(mesh.extents)
+            assert 0.01 < extents[0] and extents[-1] < 0.32, (kind, seed, extents)
+            lo, hi = mesh.bounds
+            hull_share = mesh.volume / mesh.convex_hull.volume
+            # outline of the horizontal cross-section at height z: radii of its points from the z axis
+            radii = lambda z: np.linalg.norm(  # noqa: E731
+                trimesh.intersections.mesh_plane(mesh, [0, 0, 1], [0, 0, z])[:, :, :2], axis=-1)
+            if kind == "bowl":
+                # hollow: the wall holds a small share of the hull; open: just below the rim the section is a
+                # thin ring (inner and outer outline), while near the bottom it is a solid disc (one outline)
+                assert hull_share < 0.5
+                near_rim = radii(hi[2] - 0.005)
+                assert near_rim.min() > 0.8 * near_rim.max()
+                assert len(near_rim) > 0 and near_rim.min() < near_rim.max() - 0.002
+                bottom = radii(0.001)
+                assert bottom.max() - bottom.min() < 1e-3
+            elif kind == "bottle":
+                assert radii(lo[2] + 0.93 * (hi[2] - lo[2])).max() < 0.6 * radii(lo[2] + 0.3 * (hi[2] - lo[2])).max()
+            elif kind == "brick":
+                assert hull_share > 0.99 and 1.5 < mesh.extents[0] / mesh.extents[1] < 2.8
+            elif kind == "banana":
+                # long and thin, lying along x; curved: both tips bend 1 cm or more away from the middle's side
+                assert mesh.extents[0] > 2.5 * mesh.extents[2] and mesh.extents[0] > 2.0 * mesh.extents[1]
+                tips = mesh.vertices[np.argsort(mesh.vertices[:, 0])[[0, -1]]]
+                assert np.all(tips[:, 1] > lo[1] + 0.01)
+            else:
+                assert hull_share < 0.8
+    with pytest.raises(ValueError, match="unknown distractor kind"):
+        render.distractor_mesh(np.random.default_rng(0), "teapot")
+
+
+def test_distractor_assets_sit_on_the_table_in_props_colours() -> None:
+    """Assets are centred in xy with their bottom at z = 0 and named by kind; their plain colours include the
+    PROPS objects' dominant red, yellow, blue and white, so a colour alone cannot mean a PROPS class."""
+    from diffdet.render import textures
+
+    kinds, means = set(), []
+    for i in range(60):
+        asset = render.distractor_asset(np.random.default_rng([5, i]), i)
+        kind = asset.name.rsplit("_", 1)[-1]
+        kinds.add(kind)
+        assert asset.name == f"distractor_{i}_{kind}" and kind in render.DISTRACTOR_SHAPES
+        assert asset.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-9)
+        assert np.abs(asset.vertices[:, :2].max(0) + asset.vertices[:, :2].min(0)).max() < 1e-9
+        assert asset.texture.shape == (256, 256, 3) and asset.texture.dtype == np.uint8
+        assert len(asset.uv) == len(asset.vertices) == len(asset.normals)
+    assert set(HOUSEHOLD) <= kinds
+    for i in range(200):
+        tex = textures.distractor_texture(np.random.default_rng([6, i]), 64)
+        if tex.std(axis=(0, 1)).max() < 12:                       # a plain one
+            means.append(tex.reshape(-1, 3).mean(0))
+    means = np.array(means)
+    for name, rgb in (("red", (200, 30, 30)), ("yellow", (230, 200, 40)), ("blue", (40, 70, 190)),
+                      ("white", (235, 235, 230))):
+        assert np.linalg.norm(means - rgb, axis=1).min() < 40, name
+
+
+def dark_line_share(image: np.ndarray) -> float:
+    """Share of pixels much darker than their 15 px neighbourhood's median (joint lines, not grain)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return float(np.mean(grey.astype(np.float32) < 0.75 * cv2.medianBlur(grey, 15).astype(np.float32)))
+
+
+def test_plank_table_tops_have_dark_joints() -> None:
+    """Planks are separated by dark joint lines; the same wood without planks has none. The joints are straight:
+    the dark pixels line up along one direction (a Hough line through them)."""
+    for seed in range(4):
+        planks = render.wood_texture(np.random.default_rng(seed), 256, planks=True, knots=False)
+        plain = render.wood_texture(np.random.default_rng(seed), 256, planks=False, knots=False)
+        assert dark_line_share(planks) > 0.01 and dark_line_share(plain) < 0.002, seed
+        grey = cv2.cvtColor(planks, cv2.COLOR_RGB2GRAY)
+        dark = (grey.astype(np.float32) < 0.75 * cv2.medianBlur(grey, 15).astype(np.float32)).astype(np.uint8)
+        lines = cv2.HoughLines(dark * 255, 1, np.pi / 180, threshold=80)
+        assert lines is not None and len(lines) > 0, seed
+
+
+def test_table_kinds() -> None:
+    from diffdet.render import textures
+
+    for kind in textures.TABLE_KINDS:
+        tex = render.table_texture(np.random.default_rng(1), 128, kind=kind)
+        assert tex.shape == (128, 128, 3) and tex.dtype == np.uint8 and tex.std() > 1.0, kind
+    with pytest.raises(ValueError, match="unknown table kind"):
+        render.table_texture(np.random.default_rng(1), 128, kind="glass")
+
+
+def test_curved_and_tool_distractors_lie_flat(ycb_dir: Path) -> None:
+    """Bananas and tools rest flat on the table the way they were built (never stood on end)."""
+    meshes = render.find_ycb_meshes(ycb_dir)
+    assets = {name: render.load_asset(name, path) for name, path in list(meshes.items())[:2]}
+    pool = {}
+    for i in range(30):
+        a = render.distractor_asset(np.random.default_rng([7, i]), i)
+        if a.name.endswith(("_banana", "_tool")):
+            pool[a.name] = a
+    assert len(pool) >= 4
+    placed = 0
+    for i in range(10):
+        spec = render.sample_scene(render.scene_rng(3, "train", i), assets, 640, 480, distractor_assets=pool)
+        for o in spec.distractors:
+            height = np.ptp((pool[o.name].vertices @ o.pose[:3, :3].T)[:, 2])
+            assert height <= np.ptp(pool[o.name].vertices[:, 2]) + 1e-6, o.name
+            placed += 1
+    assert placed > 0

@@ -18,7 +18,7 @@ import numpy as np
 from diffdet.render.assets import ObjectAsset, distractor_asset, load_asset
 from diffdet.render.effects import camera_effects
 from diffdet.render.scene import DISTRACTOR_POOL_SIZE, TABLE_THICKNESS, SceneSpec, _rotation, look_at, project
-from diffdet.render.textures import FLOOR_EXTENT, TEXTURE_SIZE, floor_texture, wall_texture, wood_texture
+from diffdet.render.textures import FLOOR_EXTENT, TEXTURE_SIZE, floor_texture, table_texture, wall_texture
 
 EGL_HELP = ("headless OpenGL (EGL) is unavailable: install the Mesa EGL packages "
             "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgles2) or set PYOPENGL_PLATFORM=osmesa "
@@ -228,7 +228,7 @@ class SceneRenderer:
         key = (pool, index)
         if key not in self.table_nodes:
             pr = self.pyrender
-            tex = wood_texture(self._pool_rng(pool, "table", index))
+            tex = table_texture(self._pool_rng(pool, "table", index))
             material = pr.MetallicRoughnessMaterial(baseColorTexture=pr.Texture(source=tex, source_channels="RGB"),
                                                     metallicFactor=0.0, roughnessFactor=0.6)
             pos, nrm, uv, faces = _table_primitive_arrays()

@@ -19,7 +19,7 @@ from diffdet.render.assets import ObjectAsset
 
 # scene
 OBJECT_COUNT_WEIGHTS = {6: 0.03, 7: 0.03, 8: 0.06, 9: 0.10, 10: 0.78}  # PROPS: all ten objects in most images
-DISTRACTOR_COUNT_WEIGHTS = (0.2, 0.15, 0.2, 0.15, 0.12, 0.1, 0.08)   # 0..6 non-PROPS objects per scene
+DISTRACTOR_COUNT_WEIGHTS = (0.1, 0.12, 0.16, 0.16, 0.14, 0.12, 0.1, 0.1)   # 0..7 non-PROPS objects per scene
 TABLE_RADIUS = (0.6, 0.95)                    # metres; the close camera sees only part of it
 TABLE_THICKNESS = 0.03
 TABLE_HEIGHT = (0.70, 0.78)                   # table top above the floor, for the ray-cast room
@@ -59,6 +59,15 @@ RESTING_POSES: dict[str, tuple[tuple[float, tuple[str, float], str | None], ...]
     "large_marker": ((0.85, _UP, "y"), (0.15, _RX90, "y")),   # the YCB marker mesh lies along y; RX90 stands it up
 }
 _DEFAULT_POSES = ((0.5, _UP, None), (0.2, _FLIP, None), (0.15, _RX90, None), (0.15, _RY90, None))
+# Distractors by kind (the last part of their name, see ``assets.distractor_asset``): household shapes rest the way
+# their real counterparts do (bowls mostly open side up, bananas and tools lying flat as built).
+DISTRACTOR_POSES: dict[str, tuple[tuple[float, tuple[str, float], str | None], ...]] = {
+    "bowl": ((0.8, _UP, None), (0.2, _FLIP, None)),
+    "bottle": ((0.65, _UP, None), (0.35, _RX90, "z")),
+    "brick": _BOX_POSES,
+    "banana": ((0.85, _UP, None), (0.15, _FLIP, None)),
+    "tool": ((0.75, _UP, None), (0.25, _FLIP, None)),
+}
 
 
 def _rotation(axis: str, degrees: float) -> np.ndarray:
@@ -152,7 +161,8 @@ def _footprint(asset: ObjectAsset, rot: np.ndarray, xy: np.ndarray, grid: int, c
 
 def _choose_rest_rotation(rng: np.random.Generator, name: str) -> np.ndarray:
     """A resting orientation (before the yaw about the table normal)."""
-    poses = RESTING_POSES.get(name, _DEFAULT_POSES)
+    kind = name.rsplit("_", 1)[-1] if "distractor_" in name else None
+    poses = RESTING_POSES.get(name) or DISTRACTOR_POSES.get(kind, _DEFAULT_POSES)
     weights = np.array([p[0] for p in poses])
     _, (axis, deg), spin_axis = poses[rng.choice(len(poses), p=weights / weights.sum())]
     spin = _rotation(spin_axis, rng.uniform(0, 360)) if spin_axis else np.eye(3)

@@ -1,5 +1,6 @@
-"""Procedural textures for the rendered scenes: wooden table tops, floors, walls, and printed packaging for the
-distractor objects. Each is a pure function of an ``np.random.Generator``; all return RGB uint8 arrays."""
+"""Procedural textures for the rendered scenes: table tops (wood with planks, dark joints and knots; laminate, stone,
+paint), floors, walls, and distractor surfaces (plain colours, patterns, printed packaging). Each is a pure
+function of an ``np.random.Generator``; all return RGB uint8 arrays."""
 from __future__ import annotations
 
 import cv2
@@ -23,27 +24,42 @@ _WOODS = np.array([  # light, dark RGB of common table finishes: oak, walnut, ch
 ], dtype=np.float32)
 
 
-def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarray:
-    """Procedural wood: multi-scale grain streaks along a gently warped direction, faint ring lines, optional knots
-    and planks, in one of a few common finishes.
+PLANK_PROB = 0.65                             # share of wooden tops made of planks with dark joints
+PLANKS_PER_TEXTURE = (5, 14)                  # the texture spans 1.2-1.9 m: planks about 9-38 cm wide
+JOINT_WIDTH_PX = (2.0, 7.0)                   # dark joint lines between planks, at 1024 px (about 2-13 mm)
 
-    The texture spans the table's diameter (0.9-1.5 m). Returns (size, size, 3) uint8 RGB.
+
+def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, planks: bool | None = None,
+                 knots: bool = True) -> np.ndarray:
+    """Procedural wood: multi-scale grain streaks along a gently warped direction (weak or strong), faint ring
+    lines, up to four knots (dark eyes the rings bend around; none when ``knots`` is False) and, in ``PLANK_PROB``
+    of tops (always when ``planks`` is True, never when False), planks across the grain separated by dark joint
+    lines, in one of a few common finishes.
+
+    The texture spans the table's diameter (1.2-1.9 m). Returns (size, size, 3) uint8 RGB.
     """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     theta = rng.uniform(0, np.pi)
     v = -xx * np.sin(theta) + yy * np.cos(theta)      # across the grain
     v = v + rng.uniform(0.01, 0.04) * _smooth_noise(rng, (size, size), 2) \
         + rng.uniform(0.002, 0.006) * _smooth_noise(rng, (size, size), 8)
-    for _ in range(rng.integers(0, 3)):               # knots bend the rings around a point
-        kx, ky = rng.uniform(0.1, 0.9, 2)
-        v = v + rng.uniform(0.002, 0.008) * np.exp(-((xx - kx) ** 2 + (yy - ky) ** 2) / rng.uniform(1e-4, 6e-4))
-    seam = np.zeros_like(xx, dtype=bool)
-    if rng.random() < 0.25:                           # planks across the grain: each shifts its rings
-        n = int(rng.integers(3, 7))
+    knot_dark = np.zeros_like(xx)
+    for _ in range(rng.integers(0, 5) if knots else 0):   # knots bend the rings around a point and are dark
+        kx, ky = rng.uniform(0.05, 0.95, 2)
+        r2 = rng.uniform(1e-4, 6e-4)
+        eye = np.exp(-((xx - kx) ** 2 + (yy - ky) ** 2) / r2)
+        v = v + rng.uniform(0.002, 0.008) * eye
+        knot_dark = np.maximum(knot_dark, rng.uniform(0.2, 0.6) * np.exp(-((xx - kx) ** 2 + (yy - ky) ** 2)
+                                                                        / (r2 * rng.uniform(0.05, 0.3))))
+    joint = np.zeros_like(xx)
+    if planks if planks is not None else rng.random() < PLANK_PROB:   # planks across the grain, dark joints
+        n = int(rng.integers(PLANKS_PER_TEXTURE[0], PLANKS_PER_TEXTURE[1] + 1))
         across = (-xx * np.sin(theta) + yy * np.cos(theta) + 2.0) * n   # in [0, 3n]
         plank = np.floor(across).astype(np.int32)
         v = v + rng.uniform(0, 1, size=3 * n + 2).astype(np.float32)[plank]
-        seam = np.abs(across - np.round(across)) < n * 1.5 / size
+        distance_px = np.abs(across - np.round(across)) * size / n        # to the nearest joint, in pixels
+        half = rng.uniform(*JOINT_WIDTH_PX) / 2 * size / 1024
+        joint = np.clip(1.5 - distance_px / half, 0, 1) * rng.uniform(0.45, 0.8)
     # Grain: multi-scale 1D noise across the grain (streaks of every width), plus faint sharp ring lines.
     grid = np.arange(8192)
     grain = np.zeros_like(v)
@@ -51,11 +67,46 @@ def wood_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE) -> np.ndarr
         profile = rng.normal(size=8192).astype(np.float32)
         grain += amp * np.interp((v * freq * rng.uniform(0.7, 1.4)) % 8192, grid, profile).astype(np.float32)
     rings = (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(15, 45) * v + rng.uniform(0, 2 * np.pi))) ** 6
-    mix = 0.55 + rng.uniform(0.05, 0.12) * grain - rng.uniform(0.0, 0.12) * rings \
+    strength = rng.uniform(0.05, 0.12) if rng.random() < 0.5 else rng.uniform(0.15, 0.3)   # weak or strong grain
+    mix = 0.55 + strength * grain - rng.uniform(0.0, 0.2) * rings \
         + 0.08 * _smooth_noise(rng, (size, size), 5) + 0.08 * _smooth_noise(rng, (size, size), 2)
     light, dark = _WOODS[rng.integers(len(_WOODS))] * rng.uniform(0.9, 1.1)
     img = dark + (light - dark) * np.clip(mix, 0, 1)[..., None]
-    img[seam] *= 0.75
+    img *= (1 - np.maximum(joint, knot_dark))[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+TABLE_KINDS = {"wood": 0.7, "laminate": 0.12, "stone": 0.08, "painted": 0.1}  # share of each kind of table top
+
+
+def table_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, kind: str | None = None) -> np.ndarray:
+    """A table top: wood (``wood_texture``, most often), plain laminate or melamine with faint speckle, stone-like
+    speckle, or a painted top with brush streaks; ``kind`` (one of ``TABLE_KINDS``) is drawn from their shares
+    when None. (size, size, 3) uint8 RGB. Raises ValueError for an unknown kind.
+    """
+    kinds = list(TABLE_KINDS)
+    if kind is None:
+        weights = np.array([TABLE_KINDS[k] for k in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    elif kind not in TABLE_KINDS:
+        raise ValueError(f"unknown table kind {kind!r}; expected one of {kinds}")
+    if kind == "wood":
+        return wood_texture(rng, size)
+    img = np.empty((size, size, 3), np.float32)
+    if kind == "laminate":       # white, grey, beige or pale wood-coloured sheet
+        img[:] = _PAINTS[rng.integers(len(_PAINTS))] * rng.uniform(0.75, 1.1)
+        img += (rng.uniform(2, 6) * rng.normal(size=(size, size))).astype(np.float32)[..., None]
+    elif kind == "stone":        # granite-like: speckle of dark and light grains over a mottled base
+        img[:] = rng.uniform(60, 200) * rng.uniform(0.92, 1.08, 3)
+        img += (25 * _smooth_noise(rng, (size, size), 12))[..., None]
+        speckle = cv2.GaussianBlur(rng.normal(size=(size, size)).astype(np.float32), (0, 0), 1.0)
+        img += (rng.uniform(20, 45) * speckle)[..., None]
+    else:                        # painted: a saturated or dark colour with long brush streaks
+        img[:] = rng.uniform(20, 200, size=3)
+        streak = cv2.resize(rng.normal(size=(size, 16)).astype(np.float32), (size, size),
+                            interpolation=cv2.INTER_LINEAR)
+        img += (rng.uniform(3, 10) * streak)[..., None]
+    img *= (1 + 0.06 * _smooth_noise(rng, (size, size), 4))[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -163,4 +214,44 @@ def packaging_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
         centre = tuple(int(c) for c in rng.integers(size // 5, 4 * size // 5, 2))
         cv2.circle(img, centre, int(rng.integers(size // 12, size // 4)), rng.uniform(0, 255, 3).tolist(), -1)
     img = img + (rng.uniform(2, 12) * _smooth_noise(rng, (size, size), 6))[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# dominant colours of the PROPS objects (red, yellow, blue, white) first, then other common plastic/paint colours
+DISTRACTOR_COLOURS = np.array([[200, 30, 30], [230, 200, 40], [40, 70, 190], [235, 235, 230], [240, 130, 30],
+                               [40, 150, 60], [25, 25, 28], [130, 130, 135], [120, 70, 40], [150, 60, 160],
+                               [80, 190, 210], [230, 120, 160]], dtype=np.float32)
+DISTRACTOR_TEXTURE_KINDS = {"plain": 0.45, "pattern": 0.2, "packaging": 0.35}
+
+
+def distractor_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """Surface of a distractor object, drawn from ``DISTRACTOR_TEXTURE_KINDS``: a plain saturated colour (the PROPS
+    objects' red, yellow, blue and white among them, so colour alone cannot mean a PROPS class) with faint mottling,
+    a random pattern (stripes, checks, dots or noise in two colours), or printed packaging (``packaging_texture``).
+
+    Returns (size, size, 3) uint8 RGB.
+    """
+    kinds = list(DISTRACTOR_TEXTURE_KINDS)
+    weights = np.array([DISTRACTOR_TEXTURE_KINDS[k] for k in kinds])
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    if kind == "packaging":
+        return packaging_texture(rng, size)
+    colour = DISTRACTOR_COLOURS[rng.integers(len(DISTRACTOR_COLOURS))] * rng.uniform(0.8, 1.1, 3)
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = colour
+    if kind == "pattern":
+        other = rng.uniform(0, 255, size=3)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        period = rng.uniform(8, 64)
+        style = int(rng.integers(4))
+        if style == 0:
+            mask = np.sin(2 * np.pi * (xx * rng.uniform(-1, 1) + yy) / period) > 0
+        elif style == 1:
+            mask = ((xx // period + yy // period) % 2) > 0
+        elif style == 2:
+            mask = ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2) < (period / 4) ** 2
+        else:
+            mask = _smooth_noise(rng, (size, size), int(rng.integers(4, 16))) > 0
+        img[mask] = other
+    img *= (1 + 0.06 * _smooth_noise(rng, (size, size), 6))[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
