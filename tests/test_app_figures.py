@@ -253,17 +253,11 @@ def test_training_figure() -> None:
     assert "no evaluation rows" in json.dumps(empty.to_dict())
 
 
-def test_figures_build_fast(image) -> None:
-    """The denoising view of a realistic run (4 steps, 4 stages, 100 boxes) builds well under the time budget."""
-    import time
-
+def test_denoising_figure_of_a_realistic_run_stays_small(image) -> None:
+    """The denoising view of a realistic run (4 steps, 4 stages, 100 boxes) sends under 2 MB of figure JSON to the
+    browser. Its build time is a benchmark figure (bench/bench_app.py), not a test."""
     traj = support.make_trajectory(steps=4, stages=4, proposals=100, classes=tuple(f"c{i}" for i in range(10)))
-    denoising.denoise_figure(traj, image)
-    start = time.perf_counter()
-    fig = denoising.denoise_figure(traj, image)
-    text = fig.to_json()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, elapsed
+    text = denoising.denoise_figure(traj, image).to_json()
     assert len(text) < 2_000_000
 
 
