@@ -52,7 +52,7 @@ class SamplerOptions:
     nms_iou: float = 0.5
     score_threshold: float = 0.0     # drop final detections below this score
     num_proposals: int | None = None  # None: the config's value
-    heatmap_init: float = 0.0        # fraction of proposals whose centres are drawn from heatmap peaks
+    heatmap_init: float = 0.0        # up to this fraction of proposals start on heatmap peaks (HeatmapGuide)
     max_detections: int = 100
     record: bool = True              # keep every step's and stage's outputs in the trajectory
     dtype: str = "float32"           # network precision: float32, bfloat16 / float16 autocast, or auto (see autocast_dtype)
@@ -145,25 +145,25 @@ class HeatmapGuide:
       stronger one's by IoU > ``BLOB_IOU``, any class) is dropped (``torchvision.ops.nms``).
     - Sizes: a target blob has sigma = rho * min(w, h) / stride, so the theory reads a side as
       ``sigma * stride / rho``. The predicted blobs are not round: they stretch with the object, so sigma is read
-      per axis (``peak_sigmas``) and gives the box's width and height. Each peak's proposals cycle through
-      ``SCALES`` of that box; the first, 1.2, is where the shipped model's blobs put the boxes (median true side /
-      (sigma * stride) = 2.4-2.5 on its training renders, against 1 / rho = 2).
-    - Slots: slot k goes to peak ``k % P`` (peaks best first) with scale ``(k // P) % len(SCALES)``, for at most
-      ``MAX_PER_PEAK`` slots per peak (``slots``); the other slots stay noise and cover what the heatmap missed.
-      One box per peak measured best on the shipped model's validation renders (30 images, 1 step, AP at 50 / 300
-      proposals: 66.3 / 71.5 with one per peak, 62.6 / 70.5 with two, 61.6 / 71.0 with three, 61.6 / 65.7 with
-      every slot from peaks; random 62.5 / 71.5). Centres and sizes get a little noise (``CENTRE_JITTER`` of the
-      image, ``SIZE_JITTER`` log-normal) so repeated or renewed slots differ.
+      per axis (``peak_sigmas``) and gives the box's width and height, times ``SIZE_SCALE`` = 1.2, which is where
+      the shipped model's blobs put the boxes (median true side / (sigma * stride) = 2.4-2.5 on its training
+      renders, against 1 / rho = 2).
+    - Slots: slot k goes to peak ``k % P`` (peaks best first), for at most ``MAX_PER_PEAK`` slots per peak
+      (``slots``); the other slots stay noise and cover what the heatmap missed. One box per peak measured best on
+      the shipped model's validation renders (30 images, 1 step, AP at 50 / 300 proposals: 66.3 / 71.5 with one
+      per peak, 62.6 / 70.5 with two, 61.6 / 71.0 with three (the extra boxes at 1.0 and 1.5 times the size),
+      61.6 / 65.7 with every slot from peaks; random 62.5 / 71.5). Centres and sizes get a little noise
+      (``CENTRE_JITTER`` of the image, ``SIZE_JITTER`` log-normal) so renewed slots differ.
 
     Attributes:
-        centres_xy (Tensor[P, 2]): peak centres, pixels of the model input; sizes_wh (Tensor[P, 2]) base box
-        sizes in those pixels; image_wh (Tensor[2]) the model input's (w, h).
+        centres_xy (Tensor[P, 2]): peak centres, pixels of the model input; sizes_wh (Tensor[P, 2]) box
+        sizes read from the blobs (before ``SIZE_SCALE``), in those pixels; image_wh (Tensor[2]) the model input's (w, h).
     """
 
     centres_xy: Tensor
     sizes_wh: Tensor
     image_wh: Tensor
-    SCALES = ((1.2, 1.2), (1.0, 1.0), (1.5, 1.5), (1.2, 1.6), (1.6, 1.2), (0.8, 0.8))  # (w, h) multiples
+    SIZE_SCALE = 1.2
     BLOB_IOU = 0.3
     MAX_PER_PEAK = 1
     CENTRE_JITTER = HEATMAP_CENTRE_JITTER
@@ -190,11 +190,9 @@ class HeatmapGuide:
 
     def boxes(self, count: int, generator: torch.Generator) -> Tensor:
         """``count`` proposals as normalised cxcywh (Tensor[count, 4], in [0, 1])."""
-        slot = torch.arange(count)
-        peak = slot % len(self)
-        scale = torch.tensor(self.SCALES)[(slot // len(self)) % len(self.SCALES)]  # (count, 2)
+        peak = torch.arange(count) % len(self)
         centres = self.centres_xy[peak] / self.image_wh + torch.randn(count, 2, generator=generator) * self.CENTRE_JITTER
-        sizes = self.sizes_wh[peak] * scale / self.image_wh
+        sizes = self.sizes_wh[peak] * self.SIZE_SCALE / self.image_wh
         sizes = sizes * torch.exp(torch.randn(count, 2, generator=generator) * self.SIZE_JITTER)
         return torch.cat([centres.clamp(0, 1), sizes.clamp(1e-3, 1)], dim=-1)
 

@@ -70,17 +70,18 @@ class DiffusionDet(nn.Module):
     def features(self, batch: Tensor, chunk: int | None = None) -> list[Tensor]:
         """[P2..P5] of a padded batch. ``chunk``: run the backbone on at most this many images at a time and write
         each level into one preallocated batch tensor, so the backbone's intermediate activations exist for one
-        chunk only (on a CPU, batch 8 in one piece peaks about 1.1 GB above the model; one image at a time about
-        0.35 GB, at no cost in speed: bench/bench_memory.py)."""
+        chunk only (on a CPU, props_r50 at batch 8 in one piece peaks 1.1 GB above the model, one image at a time
+        0.41 GB; no slower per image: bench/RESULTS.md)."""
         if chunk is None or batch.shape[0] <= chunk:
             return self.backbone(batch)
         levels: list[Tensor] = []
         for first in range(0, batch.shape[0], chunk):
             part = self.backbone(batch[first: first + chunk])
-            if not levels:
-                levels = [torch.empty((batch.shape[0], *p.shape[1:]), dtype=p.dtype, device=p.device)
-                          .contiguous(memory_format=torch.channels_last if p.is_contiguous(
-                              memory_format=torch.channels_last) else torch.contiguous_format) for p in part]
+            if not levels:  # one batch-sized map per level, in the layout (channels-last or not) the backbone gave
+                levels = [torch.empty((batch.shape[0], *p.shape[1:]), dtype=p.dtype, device=p.device,
+                                      memory_format=torch.channels_last
+                                      if p.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+                          for p in part]
             for level, p in zip(levels, part):
                 level[first: first + p.shape[0]].copy_(p)
             del part

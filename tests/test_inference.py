@@ -353,7 +353,7 @@ def test_heatmap_guide_puts_boxes_on_the_blobs():
     assert len(guide) == 2
     assert torch.allclose(guide.centres_xy, torch.tensor([[50.0, 30.0], [154.0, 166.0]]), atol=4.0)
     assert torch.allclose(guide.sizes_wh, torch.tensor([[40.0, 40.0], [64.0, 64.0]]), rtol=0.1)
-    # Slots cycle over the peaks, then over the scales; all inside the image and of positive size.
+    # Slots cycle over the peaks; all inside the image and of positive size.
     drawn = guide.boxes(14, torch.Generator().manual_seed(0))  # (14, 4) cxcywh in [0, 1]
     assert drawn.shape == (14, 4) and bool(((drawn >= 0) & (drawn <= 1)).all()) and bool((drawn[:, 2:] > 0).all())
     centres = drawn[:, :2] * 256
