@@ -600,8 +600,11 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # The heatmap view is redrawn when it is shown, not on every target-slider move (it is 200 kB).
         gr.on([heat_class.change, heat_mode.change, heat_tab.select], explorer.render_heatmap, heat_inputs, heat_plot,
               api_name="heatmap", **cheap)
+        # always_last: moves made while a redraw is in flight end with the figure of the last value (Gradio's default
+        # for this event dropped them, leaving a figure behind the slider after quick arrow-key presses).
         gr.on([min_radius.input, rho.input, target_class.input, profile_box.input], explorer.render_target,
-              target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden")
+              target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden",
+              trigger_mode="always_last")
 
         compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
                                                                                      heatmap_b, renewal_b],

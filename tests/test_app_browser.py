@@ -431,6 +431,22 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
     shot(page, "04_target_after_rho", "#target-plot")
 
 
+def test_quick_arrow_key_presses_end_on_the_last_value(page) -> None:
+    """Four presses faster than a redraw: the figure must end on the slider's last value, not an intermediate one."""
+    page.get_by_role("tab", name="Target").click()
+    page.wait_for_function(f"() => ({TARGET_Z})() !== null")
+    slider = page.locator("#min-radius input[type=range]")
+    slider.scroll_into_view_if_needed()
+    start = float(page.locator("#min-radius input[type=number]").input_value())
+    slider.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    value = float(page.locator("#min-radius input[type=number]").input_value())
+    assert value == start + 4 * 0.5
+    page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                           ".includes(`r = max(${v}, `)", arg=f"{value:g}", timeout=15_000)
+
+
 def test_other_tabs_render(page) -> None:
     page.get_by_role("tab", name="Heatmap").click()
     page.wait_for_selector("#heatmap-plot .js-plotly-plot")
