@@ -92,7 +92,24 @@ PAGE_JS = """() => {
     if (gd && gd.layout && gd.layout.sliders && gd.layout.sliders.length) p.set('pos', gd.layout.sliders[0].active);
     if (dd.hidden.size) p.set('hide', [...dd.hidden].join(','));
     const query = '?' + p.toString();
-    if (window.location.search !== query) window.history.replaceState(null, '', query);
+    if (window.location.search !== query) { window.history.replaceState(null, '', query); dd.rebase(); }
+  };
+  // Under Gradio's <base href>, Plotly writes its clip paths and colorbar gradients as url('<page address>#id'),
+  // with the address read when the plot was made. Once the address changes, those point to another document:
+  // the image's clip is lost (boxes of the noisy steps drew over the slider and the page) and gradients go blank.
+  // So after each address change, point them, and Plotly's remembered address, at the current one.
+  dd.rebase = () => {
+    const base = window.location.href.split('#')[0];
+    const local = /url\\((['"]?)[^'")#]*#([^'")]+)\\1\\)/g;
+    document.querySelectorAll('.js-plotly-plot').forEach(gd => {
+      if (gd._context && gd._context._baseUrl) gd._context._baseUrl = base;
+      gd.querySelectorAll('[clip-path], [fill^="url("], [mask], [style*="url("]').forEach(el => {
+        for (const name of ['clip-path', 'fill', 'mask', 'style']) {
+          const value = el.getAttribute(name);
+          if (value && value.includes('url(')) el.setAttribute(name, value.replace(local, `url('${base}#$2')`));
+        }
+      });
+    });
   };
   dd.scheduleUrl = () => { clearTimeout(dd.urlTimer); dd.urlTimer = setTimeout(dd.writeUrl, 300); };
   dd.legend = (gd) => {

@@ -175,6 +175,28 @@ def test_step_slider_switches_traces_in_the_browser(page) -> None:
 
 
 
+CLIP_REFERENCES = """() => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  return {page: window.location.href.split('#')[0],
+          clips: Array.from(gd.querySelectorAll('[clip-path]')).map(el => el.getAttribute('clip-path'))};
+}"""
+
+
+def test_the_image_clip_follows_the_address_after_scrubbing(page) -> None:
+    """Scrubbing rewrites the address (pos=); Plotly's clip paths must still point at this page, or the noisy
+    boxes of the middle steps are drawn over the slider and the page."""
+    wait_for_plot(page, "denoise-plot")
+    for index in (11, 12):
+        page.evaluate(SCRUB, ["denoise-plot", index])
+        page.wait_for_function("(i) => new URLSearchParams(window.location.search).get('pos') === String(i)",
+                               arg=index)
+        refs = page.evaluate(CLIP_REFERENCES)
+        assert refs["clips"], "the image subplot has no clip path"
+        stale = [c for c in refs["clips"] if c.startswith("url(") and "#" in c
+                 and c[4:].strip("'\"").split("#")[0] not in ("", refs["page"])]
+        assert not stale, f"clip paths point at another address than {refs['page']}: {stale[:2]}"
+
+
 def test_play_advances_the_step_and_stops_at_the_end(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 0])
     page.locator("#play-btn").click()
