@@ -48,6 +48,14 @@ CSS = """
   #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: hidden; }
   #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
   #controls-col > .phone-late { order: 2; }
+  /* Every view's tab in sight, in two rows, instead of 5 of 7 behind Gradio's "more" menu. Gradio moves tabs into
+     that menu when the widths of a hidden copy of the buttons add up to more than the row; the copy is made tiny so
+     they all stay in the row, which wraps. Should Gradio still move some (another version), its menu shows. */
+  #views-col .tab-container.visually-hidden button { font-size: 1px !important; padding: 0 !important; min-width: 0 !important; }
+  #views-col .tab-wrapper { height: auto !important; }
+  #views-col .tab-container[role=tablist] { flex-wrap: wrap !important; height: auto !important; }
+  #views-col .tab-container[role=tablist] button { padding: 6px 10px !important; }
+  #views-col .overflow-menu:not(:has(.overflow-dropdown button)) { display: none !important; }
 }
 """
 

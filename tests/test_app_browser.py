@@ -410,9 +410,14 @@ def test_phone_size_run(page, server) -> None:
     small.wait_for_timeout(1500)
     assert small.locator("#denoise-plot").bounding_box()["width"] <= 390
     small.screenshot(path=str(OUTPUT_DIR / "browser_15_phone_result.png"))
+    # every view's tab is in sight on the phone (none behind a "more" menu) and inside the screen
+    tabs = small.evaluate("() => [...document.querySelectorAll('#views [role=tab]')].map(b => {"
+                          " const r = b.getBoundingClientRect(); return [b.innerText, r.width > 0, r.right]; })")
+    assert [t[0] for t in tabs] == ["Denoising", "Convergence", "Heatmap", "Target", "Results", "A/B", "Training"]
+    assert all(visible and right <= 390 for _, visible, right in tabs), tabs
+    assert not small.locator("#views button[aria-label='More tabs']").is_visible()
     # the heatmap view's three panels stack at the full width, their titles clear of each other
-    small.locator("#views button[aria-label='More tabs']").tap()
-    small.locator("#views .overflow-dropdown button", has_text="Heatmap").tap()
+    small.get_by_role("tab", name="Heatmap").tap()
     small.wait_for_function("() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');"
                             " return gd && gd._fullLayout && gd.layout.legend && gd.layout.legend.orientation === 'h'"
                             " && gd._fullLayout.xaxis2; }")
