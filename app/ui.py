@@ -56,6 +56,9 @@ CSS = """
   #views-col .tab-container[role=tablist] { flex-wrap: wrap !important; height: auto !important; }
   #views-col .tab-container[role=tablist] button { padding: 6px 10px !important; }
   #views-col .overflow-menu:not(:has(.overflow-dropdown button)) { display: none !important; }
+  /* Plotly's tool bar shows permanently on a touch screen (no hover) and covered the figures' captions and titles;
+     a double tap still resets a zoom. */
+  #views-col .modebar-container { display: none !important; }
 }
 """
 
@@ -82,7 +85,7 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels,
 #   (``hide=``) or by a click stay hidden when the server sends a new figure.
 # - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
 #   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio;
-#   the heatmap view's panels stack (every redraw from the server brings the desktop layout back, so this is
+#   the heatmap view's panels and the convergence view's image and chart stack (every redraw from the server brings the desktop layout back, so this is
 #   applied after each new figure).
 PAGE_JS = """() => {
   const dd = window.__dd = window.__dd || {};
@@ -195,10 +198,24 @@ PAGE_JS = """() => {
                     'colorbar.yanchor': bars.map(() => 'top')};
     window.Plotly.update(gd, traces, update, bars);
   };
+  // the convergence view's image and IoU chart (side by side on a desktop) stack: image at the full width, the
+  // chart below it, the legend under both
+  dd.stackConvergence = (gd) => {
+    const L = gd.layout, width = gd.getBoundingClientRect().width - 16;
+    const xr = L.xaxis.range, yr = L.yaxis.range;
+    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const image = Math.round(width * aspect), gap = 60, chart = 200, inner = image + gap + chart, legend = 190;
+    const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
+    window.Plotly.relayout(gd, {height: inner + 38 + legend, 'margin.t': 38, 'margin.b': legend, 'margin.l': 8,
+      'margin.r': 8, 'xaxis.domain': [0, 1], 'yaxis.domain': [y(image), 1], 'xaxis2.domain': [0.14, 1],
+      'yaxis2.domain': [0, y(image + gap)], 'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left',
+      'legend.yref': 'container', 'legend.y': 0, 'legend.yanchor': 'bottom'});
+  };
   dd.fit = (gd, id) => {
     if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
     if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
+    if (id === 'convergence-plot') { if (gd.layout.xaxis2) dd.stackConvergence(gd); return; }
     const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
     const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
     const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
@@ -211,7 +228,7 @@ PAGE_JS = """() => {
     window.Plotly.relayout(gd, update);
   };
   dd.attach = () => {
-    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot']) {
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;

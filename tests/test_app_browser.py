@@ -416,6 +416,8 @@ def test_phone_size_run(page, server) -> None:
     assert [t[0] for t in tabs] == ["Denoising", "Convergence", "Heatmap", "Target", "Results", "A/B", "Training"]
     assert all(visible and right <= 390 for _, visible, right in tabs), tabs
     assert not small.locator("#views button[aria-label='More tabs']").is_visible()
+    # Plotly's tool bar (always shown without hover) would cover the figure captions
+    assert not small.locator("#denoise-plot .modebar").is_visible()
     # the heatmap view's three panels stack at the full width, their titles clear of each other
     small.get_by_role("tab", name="Heatmap").tap()
     small.wait_for_function("() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');"
@@ -435,6 +437,18 @@ def test_phone_size_run(page, server) -> None:
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # titles do not overlap
     small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap.png"))
+    # the convergence view's image takes the full width and its IoU chart sits below it, not squeezed beside it
+    small.get_by_role("tab", name="Convergence").tap()
+    small.wait_for_function("() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');"
+                            " return gd && gd.layout && gd.layout.legend && gd.layout.legend.orientation === 'h'; }")
+    small.wait_for_timeout(500)
+    fit = small.evaluate("""() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');
+      const fl = gd._fullLayout;
+      return {width: gd.getBoundingClientRect().width, image: fl.xaxis._length, chart: fl.xaxis2._length,
+              imageBottom: fl.yaxis._offset + fl.yaxis._length, chartTop: fl.yaxis2._offset}; }""")
+    assert fit["width"] <= 390 and fit["image"] >= 0.9 * fit["width"] - 20 and fit["chart"] >= 0.75 * fit["width"]
+    assert fit["chartTop"] > fit["imageBottom"], fit  # stacked
+    small.locator("#convergence-plot").screenshot(path=str(OUTPUT_DIR / "browser_17_phone_convergence.png"))
     phone.close()
 
 
