@@ -499,6 +499,17 @@ def test_other_tabs_render(page) -> None:
     page.get_by_role("tab", name="Training").click()
     page.wait_for_selector("#training-plot .js-plotly-plot")
     assert "best AP" in page.locator("#training-summary").inner_text()
+    # the loss legend (a scrollable column beside the loss chart) stays clear of the AP chart's axis title, on a
+    # laptop-size window with the walkthrough open
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.wait_for_timeout(800)
+    page.wait_for_function("() => document.querySelector('#training-plot .legend .bg')"
+                           " && document.querySelector('#training-plot .g-y2title text')")
+    gap = page.evaluate("""() => { const plot = document.querySelector('#training-plot');
+      const legend = plot.querySelector('.legend').getBoundingClientRect();
+      return plot.querySelector('.g-y2title text').getBoundingClientRect().left - legend.right; }""")
+    assert gap > 0, f"the loss legend covers the AP axis title by {-gap:.0f} px"
+    page.set_viewport_size({"width": 1500, "height": 1000})
     shot(page, "07_training", "#training-plot")
     page.get_by_role("tab", name="A/B").click()
     page.locator("#compare-btn").click()

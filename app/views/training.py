@@ -38,13 +38,13 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
         "height": 680, "margin": {"l": 56, "r": 16, "t": 24, "b": 48}, "barmode": "group",
         "xaxis": {"domain": [0, 0.36], "anchor": "y", "title": {"text": "iteration"}},
         "yaxis": {"domain": [0.56, 1], "anchor": "x", "type": "log", "title": {"text": "loss"}},
-        "xaxis2": {"domain": [0.6, 1], "anchor": "y2", "title": {"text": "iteration"}, "matches": "x"},
+        "xaxis2": {"domain": [0.67, 1], "anchor": "y2", "title": {"text": "iteration"}, "matches": "x"},
         "yaxis2": {"domain": [0.56, 1], "anchor": "x2", "title": {"text": "AP (%)"}, "rangemode": "tozero"},
         "xaxis3": {"domain": [0, 1], "anchor": "y3", "tickangle": -20},
         "yaxis3": {"domain": [0, 0.34], "anchor": "x3", "title": {"text": "AP (%) per class"}, "rangemode": "tozero"},
         # Three legends, one beside each panel (losses: a scrollable column; click to show per-stage terms).
         "legend": {"x": 0.37, "y": 1, "yanchor": "top", "font": small, "maxheight": 0.3, "tracegroupgap": 2},
-        "legend2": {"x": 0.6, "y": 1.0, "yanchor": "bottom", "orientation": "h", "font": small},
+        "legend2": {"x": 0.67, "y": 1.0, "yanchor": "bottom", "orientation": "h", "font": small},
         "legend3": {"x": 0, "y": 0.36, "yanchor": "bottom", "orientation": "h", "font": small},
     }
     data: list[dict] = []
