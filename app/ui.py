@@ -34,6 +34,8 @@ CSS = """
 #status p { margin: 0.2em 0; }
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
+/* the theme draws an unchecked box white on white: give it an edge (Box renewal is off in the teaching setting) */
+#controls-col input[type=checkbox]:not(:checked) { border: 1.5px solid #6b7280 !important; }
 #play-row { align-items: center; }
 #denoise-legend .dd-legend { display: flex; flex-wrap: wrap; gap: 4px 6px; align-items: center; font-size: 12px; }
 #denoise-legend .layer-toggle { display: inline-flex; align-items: center; gap: 5px; padding: 2px 8px; cursor: pointer;

@@ -173,6 +173,11 @@ def test_step_stats(image) -> None:
     bars = fig.data[0]
     assert list(bars.x) == [1, 2, 3]
     assert list(bars.y) == [(traj.scores[s, -1] >= 0.3).sum() for s in range(3)]
+    renewed = [t for t in fig.data if t.name == "renewed after step"]
+    assert traj.renewed.any() and list(renewed[0].y) == traj.renewed.sum(axis=1).tolist()
+    # a run without renewal has no renewal bars, and no legend entry promising them
+    traj.renewed = np.zeros_like(traj.renewed)
+    assert not [t for t in denoising.step_stats_figure(traj, 0.3).data if t.name == "renewed after step"]
 
 
 def test_heatmap_views(image) -> None:

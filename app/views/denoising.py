@@ -499,7 +499,7 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
                      "name": f"mean score (≥ {score_threshold:.2f})", "yaxis": "y2",
                      "line": {"color": "#E45756", "dash": "dot"},
                      "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"})
-    if traj.renewed is not None:
+    if traj.renewed is not None and traj.renewed.any():  # without renewal, no bars and no legend entry
         data.append({"type": "bar", "x": steps, "y": traj.renewed.sum(axis=1), "name": "renewed after step",
                      "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
     layout = {
