@@ -87,8 +87,8 @@ URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels,
 #   (``hide=``) or by a click stay hidden when the server sends a new figure.
 # - On a small screen the walkthrough starts collapsed (it would cover the page; its toggle opens it), and the image
 #   figures give the image the full width: legend below it, class key hidden, height to the image's aspect ratio;
-#   the heatmap view's panels and the convergence view's image and chart stack (every redraw from the server brings the desktop layout back, so this is
-#   applied after each new figure).
+#   the heatmap view's panels and the convergence view's image and chart stack (every redraw from the server brings
+#   the desktop layout back, so this is applied after each new figure).
 PAGE_JS = """() => {
   const dd = window.__dd = window.__dd || {};
   const small = window.innerWidth < 768;
@@ -107,10 +107,10 @@ PAGE_JS = """() => {
     const query = '?' + p.toString();
     if (window.location.search !== query) { window.history.replaceState(null, '', query); dd.rebase(); }
   };
-  // Under Gradio's <base href>, Plotly writes its clip paths and colorbar gradients as url('<page address>#id'),
-  // with the address read when the plot was made. Once the address changes, those point to another document:
-  // the image's clip is lost (boxes of the noisy steps drew over the slider and the page) and gradients go blank.
-  // So after each address change, point them, and Plotly's remembered address, at the current one.
+  // Under Gradio's <base href>, Plotly writes its clip paths as url('<page address>#id'), with the address read when
+  // the plot was made (its gradients are referenced the same way). Once the address changes, those point to another
+  // document: the image's clip was lost and the noisy steps' boxes drew over the slider and the page. So after each
+  // address change, point them, and Plotly's remembered address, at the current one.
   dd.rebase = () => {
     const base = window.location.href.split('#')[0];
     const local = /url\\((['"]?)[^'")#]*#([^'")]+)\\1\\)/g;
