@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -227,23 +227,39 @@ LABEL_CHAR_PX = 6.8      # average width of a bold 11 px character (measured on 
 LABEL_DRAWN_WIDTH = 520  # px the image is at least drawn at on a laptop; narrower screens get fewer labels
 
 
+class LabelPlacement(NamedTuple):
+    """Where ``placed_labels`` draws labels: ``index`` (np.ndarray[M] int64, ascending) the boxes labelled, ``x``
+    (np.ndarray[M]) each label's anchor in image pixels at its box's top edge, ``position`` (M Plotly
+    ``textposition`` values): "top right" from the box's left edge, or "top left" from its right edge for a label
+    that would otherwise run past the image's right border."""
+
+    index: np.ndarray
+    x: np.ndarray
+    position: list[str]
+
+
 def placed_labels(boxes_xyxy: np.ndarray, texts: Sequence[str], scores: np.ndarray, image_width: int,
-                  max_labels: int = 15) -> np.ndarray:
-    """Indices of the boxes whose labels are drawn: best score first, each label (drawn above its box's top-left
-    corner) kept only if it does not overlap a label already kept, at most ``max_labels``. The rest are left to the
-    hover. Label sizes are estimated in image pixels for an image drawn ``LABEL_DRAWN_WIDTH`` px wide. A label that
-    would stick out above the image is not drawn either (the denoising view's caption is there)."""
+                  max_labels: int = 15) -> LabelPlacement:
+    """The labels drawn: best score first, each label (above its box's top-left corner, or above its top-right
+    corner where it would run past the image's right border) kept only if it does not overlap a label already kept,
+    at most ``max_labels``. The rest are left to the hover. Label sizes are estimated in image pixels for an image
+    drawn ``LABEL_DRAWN_WIDTH`` px wide. A label that would stick out above the image is not drawn either (the
+    denoising view's caption is there)."""
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     px = max(image_width, 1) / LABEL_DRAWN_WIDTH  # image pixels per screen pixel
-    kept: list[int] = []
+    kept: dict[int, tuple[float, str]] = {}
     rects: list[tuple[float, float, float, float]] = [(-np.inf, -np.inf, np.inf, 0.0)]  # above the image
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
-        x1, y1 = float(boxes[i, 0]), float(boxes[i, 1])
-        rect = (x1, y1 - (LABEL_FONT_PX + 4) * px, x1 + (len(texts[i]) * LABEL_CHAR_PX + 4) * px, y1)
+        x1, y1, x2 = float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2])
+        width = (len(texts[i]) * LABEL_CHAR_PX + 4) * px
+        right = x1 + width > image_width and x2 - width >= 0
+        left_edge = x2 - width if right else x1
+        rect = (left_edge, y1 - (LABEL_FONT_PX + 4) * px, left_edge + width, y1)
         if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in rects):
             continue
-        kept.append(int(i))
+        kept[int(i)] = (x2, "top left") if right else (x1, "top right")
         rects.append(rect)
         if len(kept) >= max_labels:
             break
-    return np.array(sorted(kept), np.int64)
+    index = np.array(sorted(kept), np.int64)
+    return LabelPlacement(index, np.array([kept[i][0] for i in index], np.float32), [kept[i][1] for i in index])

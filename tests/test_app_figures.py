@@ -307,15 +307,29 @@ def test_placed_labels_never_overlap_and_prefer_high_scores() -> None:
     boxes = np.concatenate([xy, xy + 40], axis=1)
     scores = rng.uniform(0, 1, 60)
     texts = [f"potted_meat_can {s:.2f}" for s in scores]
-    kept = P.placed_labels(boxes, texts, scores, image_width=640, max_labels=15)
+    placement = P.placed_labels(boxes, texts, scores, image_width=640, max_labels=15)
+    kept = placement.index
     assert 0 < len(kept) <= 15 and int(np.argmax(scores)) in kept
     px = 640 / P.LABEL_DRAWN_WIDTH
-    rects = [(boxes[i, 0], boxes[i, 1] - (P.LABEL_FONT_PX + 4) * px,
-              boxes[i, 0] + (len(texts[i]) * P.LABEL_CHAR_PX + 4) * px, boxes[i, 1]) for i in kept]
+    rects = []
+    for i, x, position in zip(kept, placement.x, placement.position):
+        width = (len(texts[i]) * P.LABEL_CHAR_PX + 4) * px
+        left = x - width if position == "top left" else x
+        assert x == (boxes[i, 2] if position == "top left" else boxes[i, 0])
+        rects.append((left, boxes[i, 1] - (P.LABEL_FONT_PX + 4) * px, left + width, boxes[i, 1]))
     for a in range(len(rects)):
         for b in range(a + 1, len(rects)):
             ra, rb = rects[a], rects[b]
             assert not (ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3])
+
+
+def test_a_label_at_the_right_border_is_drawn_from_its_boxs_right_edge() -> None:
+    boxes = np.array([[600.0, 100.0, 640.0, 150.0], [10.0, 300.0, 80.0, 350.0]], np.float32)
+    texts = ["master_chef_can 0.91", "mug 0.80"]
+    placement = P.placed_labels(boxes, texts, np.array([0.91, 0.80]), image_width=640)
+    assert placement.index.tolist() == [0, 1]
+    assert placement.position == ["top left", "top right"]  # ends at the box's right edge, inside the image
+    assert placement.x.tolist() == [640.0, 10.0]
 
 
 def test_tracks_follow_only_surviving_proposals(image) -> None:

@@ -86,12 +86,12 @@ def _scored_box_traces(
         names = [str(class_names[int(k)]) for k in labels[above]]
         texts = label_strings(names, scores[above], view.show_labels, view.show_scores)
         # label only boxes whose labels do not collide (best first); hover names the rest
-        pick = placed_labels(boxes[above], texts, scores[above], image_width)
-        shown = above[pick]
+        placement = placed_labels(boxes[above], texts, scores[above], image_width)
+        shown = above[placement.index]
         traces.append({
-            "type": "scatter", "mode": "text", "x": boxes[shown, 0], "y": boxes[shown, 1],
-            "text": [texts[j] for j in pick],
-            "textposition": "top right", "hoverinfo": "skip", "showlegend": False, "name": "labels",
+            "type": "scatter", "mode": "text", "x": placement.x, "y": boxes[shown, 1],
+            "text": [texts[j] for j in placement.index],
+            "textposition": placement.position, "hoverinfo": "skip", "showlegend": False, "name": "labels",
             "textfont": {"color": [class_colour(k) for k in labels[shown]], "size": 11, "shadow": "auto",
                          "weight": 600},
             "xaxis": axes[0], "yaxis": axes[1],

@@ -71,9 +71,10 @@ def results_figure(
             colours = ([{"TP": TP_COLOUR, "ignored": GT_COLOUR}.get(s, FP_COLOUR) for s in status] if have_gt
                        else [class_colour(k) for k in labels])
             texts = label_strings(names, scores, view.show_labels, view.show_scores)
-            pick = placed_labels(boxes, texts, scores, image.width)  # no colliding labels; hover names the rest
-            data.append({"type": "scatter", "mode": "text", "x": boxes[pick, 0], "y": boxes[pick, 1],
-                         "text": [texts[i] for i in pick], "textposition": "top right", "hoverinfo": "skip",
+            placement = placed_labels(boxes, texts, scores, image.width)  # no colliding labels; hover names the rest
+            pick = placement.index
+            data.append({"type": "scatter", "mode": "text", "x": placement.x, "y": boxes[pick, 1],
+                         "text": [texts[i] for i in pick], "textposition": placement.position, "hoverinfo": "skip",
                          "showlegend": False, "name": "labels",
                          "textfont": {"color": [colours[i] for i in pick], "size": 11, "shadow": "auto",
                                       "weight": 600}})
