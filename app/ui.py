@@ -36,6 +36,8 @@ CSS = """
 #detect-btn { font-size: 1.05em; }
 /* the theme draws an unchecked box white on white: give it an edge (Box renewal is off in the teaching setting) */
 #controls-col input[type=checkbox]:not(:checked) { border: 1.5px solid #6b7280 !important; }
+/* three checkboxes share a row: at the theme's size "ensemble" did not fit its column and was cut */
+#controls-col .compact-row .checkbox-container .label-text { font-size: 0.88em; }
 #play-row { align-items: center; }
 #denoise-legend .dd-legend { display: flex; flex-wrap: wrap; gap: 4px 6px; align-items: center; font-size: 12px; }
 #denoise-legend .layer-toggle { display: inline-flex; align-items: center; gap: 5px; padding: 2px 8px; cursor: pointer;

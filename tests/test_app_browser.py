@@ -127,6 +127,12 @@ def test_page_loads_with_controls_and_walkthrough(page) -> None:
     page.get_by_role("button", name="Model").click()
     assert page.locator("#checkpoint input").input_value() == support.CHECKPOINT_NAME
     page.wait_for_function("() => document.querySelector('#model-info').innerText.includes('efficientnet_lite0')")
+    # the three sampler checkboxes share a row: each label fits inside its own column
+    overflow = page.evaluate("""() => ['renewal', 'ensemble', 'nms'].map(id => {
+      const block = document.querySelector(`#${id}`).getBoundingClientRect();
+      const text = document.querySelector(`#${id} .label-text`).getBoundingClientRect();
+      return [id, Math.round(text.right - block.right)]; })""")
+    assert all(excess <= 0 for _, excess in overflow), overflow
 
 
 def test_running_an_example_draws_the_denoising_view(page) -> None:
