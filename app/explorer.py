@@ -50,7 +50,7 @@ from app.views.target import TargetHandlers
 from app.views.training import TrainingHandlers
 
 
-def step_reporter(progress: Any, start: float) -> Any:
+def step_reporter(progress: Any) -> Any:
     """An ``on_step(done, steps)`` for ``RunCache.run`` that moves ``progress`` (a ``gr.Progress``) one DDIM step at
     a time, with the time left estimated from the time per step measured after the first one (the first also
     carries the backbone, so no estimate is given until the second step is done)."""
@@ -252,7 +252,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         options = self.sampler_options(cfg, *options_args)
         seed_value = number(seed, 0, 0, 2**31 - 1, "Seed", integer=True)
         start = time.perf_counter()
-        on_step = step_reporter(progress, start) if progress is not None else None
+        on_step = step_reporter(progress) if progress is not None else None
         traj, cached = self.runs.run(path, shown, image, options, seed_value, on_step=on_step)
         traj.settings.setdefault("seed", seed_value)
         return image, traj, cfg, shown, time.perf_counter() - start, cached

@@ -60,8 +60,7 @@ CSS = """
   #views-col .tab-container[role=tablist] { flex-wrap: wrap !important; height: auto !important; }
   #views-col .tab-container[role=tablist] button { padding: 6px 10px !important; }
   #views-col .overflow-menu:not(:has(.overflow-dropdown button)) { display: none !important; }
-  /* Plotly's tool bar shows permanently on a touch screen (no hover) and covered the figures' captions and titles;
-     a double tap still resets a zoom. */
+  /* Plotly's tool bar shows permanently on a touch screen (no hover) and covered the figures' captions and titles */
   #views-col .modebar-container { display: none !important; }
 }
 """
@@ -171,11 +170,15 @@ PAGE_JS = """() => {
     }
     box.append(key);
   };
+  // height / width of the image a figure's first axes show (4:3 until it has ranges)
+  dd.aspect = (L) => {
+    const xr = L.xaxis.range, yr = L.yaxis.range;
+    return xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+  };
   // the heatmap view's side-by-side panels (predicted | target | difference) stack, each at the full width
   dd.stack = (gd) => {
     const L = gd.layout, n = L.xaxis3 ? 3 : 2, width = gd.getBoundingClientRect().width - 8;
-    const xr = L.xaxis.range, yr = L.yaxis.range;
-    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const aspect = dd.aspect(L);
     const title = 22, bar = 40, image = Math.round(width * aspect), panel = title + image + bar;
     const inner = n * panel, height = inner + 38;  // 28 px on top: the first title clears Plotly's mode bar
     const update = {'legend.orientation': 'h', height, 'margin.t': 28, 'margin.b': 10, 'margin.l': 4, 'margin.r': 4};
@@ -206,8 +209,7 @@ PAGE_JS = """() => {
   // chart below it, the legend under both
   dd.stackConvergence = (gd) => {
     const L = gd.layout, width = gd.getBoundingClientRect().width - 16;
-    const xr = L.xaxis.range, yr = L.yaxis.range;
-    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const aspect = dd.aspect(L);
     const image = Math.round(width * aspect), gap = 60, chart = 200, inner = image + gap + chart, legend = 190;
     const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
     window.Plotly.relayout(gd, {height: inner + 38 + legend, 'margin.t': 38, 'margin.b': legend, 'margin.l': 8,
@@ -220,8 +222,7 @@ PAGE_JS = """() => {
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
     if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
     if (id === 'convergence-plot') { if (gd.layout.xaxis2) dd.stackConvergence(gd); return; }
-    const xr = gd.layout.xaxis.range, yr = gd.layout.yaxis.range;
-    const aspect = xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
+    const aspect = dd.aspect(gd.layout);
     const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
     const legend = gd.layout.showlegend !== false;
     const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
