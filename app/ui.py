@@ -254,7 +254,8 @@ PAGE_JS = """() => {
 # x_t -> each head stage's prediction in turn (the caption names the stage) -> the shown stage -> x_{t-1} of the
 # next step; renewed slots appear at their new place instead of flying across the image. Then the slider lands on
 # the position (the same restyle a click applies) and holds HOLD_MS. The last move, to the final detections (after
-# ensemble and NMS, no slot correspondence), is a cut. Stops at the end; Pause stops at the next position.
+# ensemble and NMS, no slot correspondence), is a cut. Stops at the end; Pause stops at the next position; a press
+# on the slider stops it at once, where pressed.
 PLAY_JS = """() => {
   const dd = window.__dd = window.__dd || {};
   const button = document.querySelector('#play-btn');
@@ -265,7 +266,12 @@ PLAY_JS = """() => {
   dd.playing = true; setLabel('⏸ Pause');
   if (dd.running) return [];  // a pause was asked during a glide: that loop carries on
   dd.running = true;
+  dd.interrupted = false;
   dd.played = [];
+  if (!gd.__ddPlayWatch) {  // a press on the slider while Play runs wins: Play stops at once and stays off it
+    gd.__ddPlayWatch = true;
+    gd.on('plotly_sliderstart', () => { if (dd.running) { dd.interrupted = true; dd.playing = false; } });
+  }
   const TWEEN = TWEEN_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
   const decode = (text, Type) => { const bin = atob(text); const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new Type(bytes.buffer); };
@@ -325,7 +331,8 @@ PLAY_JS = """() => {
   const glide = (L, a, b, ms, caption, fresh) => new Promise(done => {
     L.svg.lastChild.textContent = caption;
     const t0 = performance.now();
-    const frame = (now) => { const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);
+    const frame = (now) => { if (dd.interrupted) { done(); return; }
+      const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);
       if (t < 1) requestAnimationFrame(frame); else done(); };
     requestAnimationFrame(frame);
   });
@@ -351,6 +358,7 @@ PLAY_JS = """() => {
           for (let k = 0; k < T.K; k++) {
             const to = state('out', sA, k);
             await glide(L, from, to, TWEEN / T.K, `Step ${sA + 1}/${steps} · head stage ${tw.stages[k]} of ${tw.stage}`);
+            if (dd.interrupted) break;
             from = to;
           }
         } else {  // the DDIM update: the shown stage's x0 -> the next step's x_t; renewed slots start afresh
@@ -358,12 +366,13 @@ PLAY_JS = """() => {
           await glide(L, state('out', sA, T.K - 1), state('in', sB, 0), TWEEN,
                       `Step ${sA + 1}/${steps} → ${sB + 1} · DDIM update to the next noisy boxes`, fresh);
         }
-        await land(i + 1);
+        if (!dd.interrupted) await land(i + 1);
         hideSlots(false);
         L.svg.style.display = 'none';
-      } else {
+      } else if (!dd.interrupted) {
         await land(i + 1);
       }
+      if (dd.interrupted) break;
       i += 1;
       if (i < count - 1) await sleep(HOLD);
     }

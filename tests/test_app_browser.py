@@ -261,6 +261,27 @@ def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
     shot(page, "10_paused", "#denoise-plot")
 
 
+def test_a_slider_press_while_playing_stops_play_where_pressed(page) -> None:
+    """Pressing the slider while Play runs must win: Play stops at once, the slider stays where pressed (the
+    fresh-user trial saw a press at the left end 'do nothing': Play carried on and moved the slider away)."""
+    page.evaluate(SCRUB, ["denoise-plot", 4])
+    page.locator("#play-btn").click()
+    page.wait_for_function(f"() => ({ACTIVE})() >= 5", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(300)  # mid-glide
+    rail = page.evaluate("() => { const r = document.querySelector('#denoise-plot .slider-rail-rect')"
+                         ".getBoundingClientRect(); return [r.x, r.y + r.height / 2]; }")
+    page.mouse.click(rail[0] + 1, rail[1])  # the far-left end of the rail: position 0
+    page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1500)
+    assert page.evaluate(ACTIVE) == 0
+    assert "Play" in page.locator("#play-btn").inner_text()
+    state = page.evaluate(PLOT_STATE, "denoise-plot")
+    assert state["captions"][0].startswith("<b>Step 1/10 · boxes fed in")
+    svg_shown = page.evaluate("() => { const s = document.querySelector('#denoise-plot svg.dd-tween');"
+                              " return !!s && s.style.display !== 'none'; }")
+    assert not svg_shown  # the glide layer is gone and the slider's own boxes are back
+
+
 def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
     steps = page.locator("#steps input[type=number]")
     steps.fill("20")
