@@ -43,8 +43,8 @@ TEACHING = Preset("Teaching: watch boxes converge", steps=10, eta=0.0, renewal=F
                   note="deterministic DDIM (eta 0), no box renewal, 10 steps, 50 proposals: each box walks from "
                        "noise onto an object")
 PAPER = Preset("Paper setting", steps=4, eta=1.0, renewal=True, proposals=None,
-               note="DiffusionDet's evaluation setting: eta 1 with box renewal, 4 steps, the checkpoint's "
-                    "proposals; best AP, but the boxes jump rather than walk")
+               note="the DiffusionDet paper's setting for several steps: eta 1 with box renewal, 4 steps, the "
+                    "checkpoint's proposals; the higher AP of the two, but the boxes jump rather than walk")
 
 
 def last_life_start(traj: Trajectory) -> np.ndarray:
