@@ -343,6 +343,44 @@ def test_every_legend_entry_hides_its_layer_and_it_stays_hidden_while_scrubbing(
     page.evaluate(SCRUB, ["denoise-plot", 20])
 
 
+GLIDE_OPACITIES = """async (ms) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const seen = [], t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    await new Promise(r => requestAnimationFrame(r));
+    const svg = gd.querySelector('svg.dd-tween');
+    if (svg && svg.style.display !== 'none')
+      seen.push([...svg.querySelectorAll('rect')].map(r => +r.getAttribute('stroke-opacity')));
+  }
+  return seen;
+}"""
+
+
+def test_play_keeps_hidden_layers_hidden_while_the_boxes_glide(page) -> None:
+    buttons = {g: page.locator(f"#denoise-legend .layer-toggle[data-group='{g}']") for g in ("noise", "boxes")}
+    page.evaluate(SCRUB, ["denoise-plot", 0])
+    page.locator("#play-btn").click()
+    shown = page.evaluate(GLIDE_OPACITIES, 1200)
+    page.locator("#play-btn").click()
+    page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    assert shown and max(max(frame) for frame in shown) > 0  # with every layer on, the gliding boxes are seen
+    for button in buttons.values():
+        button.click()
+    try:
+        page.evaluate(SCRUB, ["denoise-plot", 0])
+        page.locator("#play-btn").click()
+        frames = page.evaluate(GLIDE_OPACITIES, 2500)  # x_t -> the stages -> the DDIM update
+        page.locator("#play-btn").click()
+        page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+        assert len(frames) >= 10
+        assert all(v == 0 for frame in frames for v in frame)  # noise and predictions hidden: nothing glides
+    finally:
+        for button in buttons.values():
+            button.click()
+    assert all(b.get_attribute("aria-pressed") == "true" for b in buttons.values())
+    page.evaluate(SCRUB, ["denoise-plot", 20])
+
+
 def set_slider(page, element_id: str, fraction: float) -> None:
     """Click a Gradio slider's range at ``fraction`` of its length (a release, as a user's click is)."""
     rail = page.locator(f"#{element_id} input[type=range]")
