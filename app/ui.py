@@ -645,8 +645,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
 
         keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
-        gr.on([score_threshold.release, classes.input, show_labels.input, show_scores.input,
-               line_width.release, stage.release, show_gt.input, show_tracks.input],
+        # .input, not .release: arrow keys and the number box move a slider without a release (the fresh-user trial
+        # pressed arrow keys on Head stage and the figure stayed); always_last keeps a drag to one redraw at a time.
+        gr.on([score_threshold.input, classes.input, show_labels.input, show_scores.input,
+               line_width.input, stage.input, show_gt.input, show_tracks.input],
               explorer.render, render_inputs, render_outputs, api_name="render", js=keep_position, **cheap).then(
             None, url_inputs, None, js=URL_JS)
         gt_event = gr.on([gt_file.change, use_example_gt.input], explorer.render, render_inputs, render_outputs,
@@ -654,7 +656,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         gt_event.then(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
                       api_visibility="private", **cheap)
         gt_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
-        score_threshold.release(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
+        score_threshold.input(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
                                 api_visibility="private", **cheap)
         # The heatmap view is redrawn when it is shown, not on every target-slider move (it is 200 kB).
         gr.on([heat_class.change, heat_mode.change, heat_tab.select], explorer.render_heatmap, heat_inputs, heat_plot,

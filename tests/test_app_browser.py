@@ -309,6 +309,36 @@ def test_a_display_change_keeps_the_slider_position(page) -> None:
     page.locator("#show-scores input").click()
 
 
+def test_arrow_keys_on_display_sliders_redraw_the_view(page) -> None:
+    """Head stage and Score threshold moved with the keyboard (no pointer release) redraw what they control."""
+    page.evaluate(SCRUB, ["denoise-plot", 5])  # step 3's prediction, at the shown stage
+    stage = page.locator("#stage input[type=range]")
+    last = int(stage.input_value())
+    assert last >= 2 and page.evaluate(PLOT_STATE, "denoise-plot")["captions"][0].startswith(
+        f"<b>Step 3/10 · stage {last} prediction")
+    stage.focus()
+    for _ in range(last - 1):
+        stage.press("ArrowLeft")
+    page.wait_for_function("() => (document.querySelector('#denoise-plot .js-plotly-plot').data"
+                           ".find(t => t.name === 'caption' && t.visible === true) || {text: ['']}).text[0]"
+                           ".startsWith('<b>Step 3/10 · stage 1 prediction')", timeout=TIMEOUT_MS)
+    assert page.evaluate(ACTIVE) == 5
+    threshold = page.locator("#score-threshold input[type=range]")
+    threshold.focus()
+    threshold.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('score ≥ 0.35')",
+                           timeout=TIMEOUT_MS)
+    threshold.press("ArrowLeft")
+    stage.focus()
+    for _ in range(last - 1):
+        stage.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('score ≥ 0.30')",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => (document.querySelector('#denoise-plot .js-plotly-plot').data"
+                           f".find(t => t.name === 'caption' && t.visible === true) || {{text: ['']}}).text[0]"
+                           f".startsWith('<b>Step 3/10 · stage {last} prediction')", timeout=TIMEOUT_MS)
+
+
 LEGEND = """() => [...document.querySelectorAll('#denoise-legend .layer-toggle')].map(e => e.textContent)"""
 PLOTLY_LEGEND = """(id) => [...document.querySelectorAll(`#${id} .legend .traces`)].map(e => e.textContent)"""
 GROUP_VISIBILITY = """(name) => {
