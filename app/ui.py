@@ -232,12 +232,23 @@ PAGE_JS = """() => {
     (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
     window.Plotly.relayout(gd, update);
   };
+  // Plotly labels every k-th slider position, k from the widest label and the spacing; on a phone k = 3 left the
+  // last position ("final") unlabelled. Smaller label text until it is labelled (10 px does it at 390 px).
+  dd.labelFinal = (gd) => {
+    const S = gd._fullLayout && gd._fullLayout.sliders && gd._fullLayout.sliders[0];
+    if (!S || !S._dims || (S._stepCount - 1) % S._dims.labelStride === 0) return;
+    const size = ((S.font && S.font.size) || 11) - 1;
+    if (size >= 8) window.Plotly.relayout(gd, {'sliders[0].font.size': size});
+  };
   dd.attach = () => {
     for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;
-      const after = () => { if (id === 'denoise-plot') { dd.legend(gd); dd.scheduleUrl(); } dd.fit(gd, id); };
+      const after = () => {
+        if (id === 'denoise-plot') { dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd); }
+        dd.fit(gd, id);
+      };
       gd.on('plotly_afterplot', after);
       after();
     }

@@ -505,6 +505,9 @@ def test_phone_size_run(page, server) -> None:
     small.wait_for_timeout(1500)
     assert small.locator("#denoise-plot").bounding_box()["width"] <= 390
     small.screenshot(path=str(OUTPUT_DIR / "browser_15_phone_result.png"))
+    # the slider's last position keeps its label "final" on the narrow rail (Plotly labels every k-th position)
+    small.wait_for_function("() => [...document.querySelectorAll('#denoise-plot .slider-label')]"
+                            ".some(e => e.textContent === 'final')")
     # every view's tab is in sight on the phone (none behind a "more" menu) and inside the screen
     tabs = small.evaluate("() => [...document.querySelectorAll('#views [role=tab]')].map(b => {"
                           " const r = b.getBoundingClientRect(); return [b.innerText, r.width > 0, r.right]; })")
