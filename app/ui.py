@@ -45,6 +45,10 @@ CSS = """
 #denoise-legend .layer-toggle[aria-pressed=false] { opacity: 0.45; text-decoration: line-through; }
 #denoise-legend .swatch { display: inline-block; width: 18px; height: 0; }
 #denoise-legend .class-key { display: inline-flex; flex-wrap: wrap; gap: 2px 10px; margin-left: 6px; }
+/* the A/B table's figures broke across lines ("AP5 / 0", "64. / 0"); a narrow screen scrolls the table instead */
+#compare-summary th:nth-child(n+3), #compare-summary td:nth-child(n+3) { white-space: nowrap; }
+#compare-summary table { display: block; overflow-x: auto; max-width: 100%; }
+#compare-summary th:nth-child(2), #compare-summary td:nth-child(2) { min-width: 14em; }
 /* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
 @media (max-width: 768px) {
   #main-row { flex-direction: column; flex-wrap: nowrap; }
@@ -274,7 +278,7 @@ PLAY_JS = """() => {
   if (dd.playing) { dd.playing = false; setLabel('▶ Play'); return []; }
   const gd = document.querySelector('#denoise-plot .js-plotly-plot');
   if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) return [];
-  dd.playing = true; setLabel('⏸ Pause');
+  dd.playing = true; setLabel('❚❚ Pause');
   if (dd.running) return [];  // a pause was asked during a glide: that loop carries on
   dd.running = true;
   dd.interrupted = false;
@@ -523,7 +527,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         # A slider needs two values: with one head stage there is nothing to choose, so it hides.
                         stage = gr.Slider(1, max(stages, 2), value=stages, step=1, label="Head stage",
                                           elem_id="stage", visible=stages > 1,
-                                          info="which refinement stage's boxes the 'out' positions show")
+                                          info="which refinement stage's boxes are shown after each step")
 
             with gr.Column(scale=3, min_width=330, elem_id="views-col"):
                 status = gr.Markdown("Pick an example scene or upload an image.", elem_id="status")
@@ -555,8 +559,9 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  info="three panels, or one layer over the image")
                         heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
                     with gr.Tab("Target", id="target"):
-                        gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre with "
-                                    "radius `r = max(min_radius, rho · min(w, h))` heatmap cells. Move the sliders.")
+                        gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre whose "
+                                    "radius (its sigma, the dotted circle) is `r = max(min_radius, rho · min(w, h))` "
+                                    "heatmap cells. Move the sliders.")
                         with gr.Row():
                             min_radius = gr.Slider(0.5, 16, value=cfg.min_radius if cfg else 4, step=0.5,
                                                    label="min_radius (cells)", elem_id="min-radius",

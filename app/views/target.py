@@ -80,7 +80,8 @@ def target_figure(
     shapes = []
     title = f"target from {source} · class: {'max over classes' if class_index is None else class_names[class_index]}"
     if min_radius is not None and rho is not None:
-        title += f" · r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
+        # its own line: on a phone-width figure the title is cut at the plot's right edge
+        title += f"<br>r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
     if profile_box is not None and 0 <= profile_box < len(boxes):
         b = int(profile_box)
         channel = profile_map if profile_map is not None else (target if target.ndim == 2 else target[labels[b]])
