@@ -292,6 +292,12 @@ def test_convergence_figure_has_toggleable_layers(image) -> None:
     assert len(xt_traces) >= 4 and all(t.legendgroup == "xt" for t in xt_traces)
     assert fig.layout.legend.itemclick is not False
     assert len(fig.layout.meta["mean_xt"]) == 4
+    # faint early, solid late: opacity and width rise with the step; the legend shows the most visible one
+    alpha = [float(t.line.color.rsplit(",", 1)[1].rstrip(")")) for t in xt_traces]
+    widths = [t.line.width for t in xt_traces]
+    assert alpha == sorted(alpha) and alpha[0] < 0.5 and alpha[-1] >= 0.8 and widths == sorted(widths)
+    keyed = [t for t in xt_traces if t.showlegend]
+    assert len(keyed) == 1 and keyed[0] is xt_traces[-1]
 
 
 def test_slider_ticks_stay_readable_at_many_steps(image) -> None:

@@ -111,19 +111,22 @@ def convergence_figure(traj: Trajectory, image: ImageSource, view: ViewOptions =
     if view.show_gt and gt_boxes is not None and len(gt_boxes):
         data.append(lines(*rect_path(gt_boxes), "#111111", 1, name="ground truth", dash="dash", legendgroup="gt",
                           showlegend=True))
-    # x_t at every step of the slot's last life, one trace per step (its opacity) in one legend group.
-    keyed = False
+    # x_t at every step of the slot's last life, one trace per step (its opacity and width rise with the step) in one
+    # legend group, keyed by the last step's trace (the first step's is too faint to see in the legend).
+    keyed = None
     for s in range(s_count):
         alive = start[slots] <= s
         if not alive.any():
             continue
-        alpha = 0.12 + 0.6 * s / max(s_count - 1, 1)
+        late = s / max(s_count - 1, 1)
         for label in np.unique(labels[alive]):
             pick = alive & (labels == label)
-            data.append(lines(*rect_path(traj.boxes_in_xyxy[s, slots[pick]]), rgba(class_colour(label), alpha),
-                              max(0.5, width * 0.5), name="noisy box x_t (each step)", legendgroup="xt",
-                              showlegend=not keyed))
-            keyed = True
+            keyed = len(data)
+            data.append(lines(*rect_path(traj.boxes_in_xyxy[s, slots[pick]]),
+                              rgba(class_colour(label), 0.08 + 0.77 * late), max(0.5, width * (0.25 + 0.5 * late)),
+                              name="noisy box x_t (each step)", legendgroup="xt", showlegend=False))
+    if keyed is not None:
+        data[keyed]["showlegend"] = True
     # Centre paths of the last lives: x_t centres step by step, then the final box's centre.
     xs, ys = [], []
     for j, slot in enumerate(slots):
@@ -189,7 +192,7 @@ def convergence_figure(traj: Trajectory, image: ImageSource, view: ViewOptions =
                    "gridcolor": "#eee"},
         "height": image_plot_height(image.width, image.height, low=300, high=560) + 60,
         "legend": {"orientation": "v", "x": 0.64, "xanchor": "left", "y": 0.3, "yanchor": "top", "font": {"size": 10},
-                   "tracegroupgap": 0, "bgcolor": "rgba(255,255,255,0.8)", "groupclick": "togglegroup",
+                   "tracegroupgap": 0, "bgcolor": "rgba(209,213,219,0.9)", "groupclick": "togglegroup",
                    "title": {"text": "click to hide", "font": {"size": 10}}},
         "margin": {"l": 8, "r": 8, "t": 30, "b": 8},
         "title": {"text": f"The {len(slots)} best proposals from noise to their final box", "font": {"size": 13},
