@@ -673,7 +673,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                       api_visibility="private", **cheap)
         gt_event.then(explorer.render_heatmap, heat_inputs, heat_plot, api_visibility="private", **cheap)
         score_threshold.input(explorer.target_boxes_update, boxes_inputs, [target_plot, profile_box],
-                                api_visibility="private", **cheap)
+                              api_visibility="private", **cheap)
         # The heatmap view is redrawn when it is shown, not on every target-slider move (it is 200 kB).
         gr.on([heat_class.change, heat_mode.change, heat_tab.select], explorer.render_heatmap, heat_inputs, heat_plot,
               api_name="heatmap", **cheap)
