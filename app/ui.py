@@ -244,7 +244,25 @@ PAGE_JS = """() => {
     const size = ((S.font && S.font.size) || 11) - 1;
     if (size >= 8) window.Plotly.relayout(gd, {'sliders[0].font.size': size});
   };
+  // Gradio's Plot component draws each new figure twice: its old plot (about to be removed) is given the new figure
+  // with Plotly.react, then a new plot is made for it (Gradio 6 re-creates the component, a {#key} block, on every
+  // new value). Measured: 2 draws per rho move, ~80 ms each on a 2-core CPU. So a react on a plot that already shows
+  // a figure waits one task, and is dropped if the plot has left the page by then.
+  dd.reactOnce = () => {
+    const P = window.Plotly;
+    if (!P || P.__ddOnce) return;
+    const react = P.react;
+    P.react = function (gd, ...rest) {
+      if (!gd || typeof gd !== 'object' || !gd._fullLayout) return react.call(this, gd, ...rest);
+      return new Promise(resolve => setTimeout(() => {
+        dd.reactsDropped = (dd.reactsDropped || 0) + (gd.isConnected ? 0 : 1);
+        resolve(gd.isConnected ? react.call(P, gd, ...rest) : gd);
+      }, 0));
+    };
+    P.__ddOnce = true;
+  };
   dd.attach = () => {
+    dd.reactOnce();
     for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__ddAttached || !gd.on) continue;
