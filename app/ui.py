@@ -221,11 +221,52 @@ PAGE_JS = """() => {
       'yaxis2.domain': [0, y(image + gap)], 'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left',
       'legend.yref': 'container', 'legend.y': 0, 'legend.yanchor': 'bottom'});
   };
+  // the target view: the image at the full width, its colour bar under it, then the profile chart (the desktop layout
+  // on a phone squeezed the image and left a tall gap above the chart)
+  dd.stackTarget = (gd) => {
+    const L = gd.layout, width = gd.getBoundingClientRect().width, left = 44, right = 10, bottom = 40;
+    const top = (L.margin && L.margin.t) || 64, size = L.meta.image_size;
+    const image = Math.round((width - left - right) * size[1] / size[0]), bar = 62, chart = 130;
+    const inner = image + bar + chart, y = (px) => 1 - px / inner;  // paper fraction of a distance from the top
+    const bars = gd.data.map((t, i) => t.type === 'heatmap' && t.colorbar ? i : -1).filter(i => i >= 0);
+    window.Plotly.update(gd, {'colorbar.x': 0, 'colorbar.xanchor': 'left', 'colorbar.y': y(image + 8), 'colorbar.len': 1},
+                         {height: inner + top + bottom, 'margin.l': left, 'margin.r': right, 'margin.b': bottom,
+                          'xaxis.range': [0, size[0]], 'yaxis.range': [size[1], 0],  // Plotly padded them
+                          'yaxis.domain': [y(image), 1], 'yaxis2.domain': [0, y(image + bar)]}, bars);
+    gd.__ddFitWidth = width;
+  };
+  // the training view's three panels (losses | AP, per-class AP below) stack at the full width, each legend under or
+  // over its own panel (side by side, the legends covered the curves and the axis titles)
+  dd.stackTraining = (gd) => {
+    const L = gd.layout, inner = 890, y = (px) => 1 - px / inner;
+    const update = {height: inner + 24 + 96, 'margin.l': 48, 'margin.r': 8, 'margin.t': 24, 'margin.b': 96,
+      'xaxis.domain': [0, 1], 'yaxis.domain': [y(200), 1], 'xaxis2.domain': [0, 1], 'yaxis2.domain': [y(570), y(390)],
+      'xaxis3.domain': [0, 1], 'yaxis3.domain': [0, y(690)],
+      'legend.orientation': 'h', 'legend.x': 0, 'legend.y': y(246), 'legend.yanchor': 'top', 'legend.maxheight': 110,
+      'legend2.x': 0, 'legend2.y': y(354), 'legend2.yanchor': 'top',
+      'legend3.x': 0, 'legend3.y': y(622), 'legend3.yanchor': 'top', 'legend3.orientation': 'v'};
+    const centres = {0.22: 100, 0.78: 480, 0.5: 790};  // "no ... rows" notes: the middle of their panel
+    (L.annotations || []).forEach((a, i) => {
+      if (a.xref === 'paper' && a.x in centres) { update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.x]); }
+    });
+    window.Plotly.relayout(gd, update);
+  };
   dd.fit = (gd, id) => {
     if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
     if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
     if (id === 'convergence-plot') { if (gd.layout.xaxis2) dd.stackConvergence(gd); return; }
+    if (id === 'training-plot') { if (gd.layout.xaxis3) dd.stackTraining(gd); return; }
+    if (id === 'target-plot') {
+      // fitted once per figure and again at a new width (drawn in a hidden tab, it had another width)
+      const width = gd.getBoundingClientRect().width;
+      if (gd.layout.yaxis2 && gd.layout.meta && gd.layout.meta.image_size && width > 0 &&
+          (gd.__ddFitted !== gd.layout.meta || Math.abs(width - gd.__ddFitWidth) > 2)) {
+        gd.__ddFitted = gd.layout.meta;
+        dd.stackTarget(gd);
+      }
+      return;
+    }
     const aspect = dd.aspect(gd.layout);
     const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
     const legend = gd.layout.showlegend !== false;
@@ -263,7 +304,8 @@ PAGE_JS = """() => {
   };
   dd.attach = () => {
     dd.reactOnce();
-    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot']) {
+    for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot',
+                      'target-plot', 'training-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;
@@ -272,6 +314,8 @@ PAGE_JS = """() => {
         dd.fit(gd, id);
       };
       gd.on('plotly_afterplot', after);
+      // the target view is fitted to its width, and its tab may have been hidden when it was drawn
+      if (id === 'target-plot' && small && window.ResizeObserver) new ResizeObserver(() => dd.fit(gd, id)).observe(gd);
       after();
     }
   };

@@ -547,6 +547,36 @@ def test_phone_size_run(page, server) -> None:
     assert fit["width"] <= 390 and fit["image"] >= 0.9 * fit["width"] - 20 and fit["chart"] >= 0.75 * fit["width"]
     assert fit["chartTop"] > fit["imageBottom"], fit  # stacked
     small.locator("#convergence-plot").screenshot(path=str(OUTPUT_DIR / "browser_17_phone_convergence.png"))
+    # the target view (drawn while its tab was hidden): the image at the full width, the colour bar under it and
+    # the profile chart right below, no tall gap between them
+    small.get_by_role("tab", name="Target").tap()
+    small.wait_for_timeout(1000)
+    target = small.evaluate("""() => { const gd = document.querySelector('#target-plot .js-plotly-plot');
+      const fl = gd._fullLayout, bar = gd.querySelector('.colorbar').getBoundingClientRect(), top = gd.getBoundingClientRect().top;
+      return {width: gd.getBoundingClientRect().width, image: fl.xaxis._length,
+              imageBottom: fl.yaxis._offset + fl.yaxis._length, imageHeight: fl.yaxis._length,
+              barTop: bar.top - top, barBottom: bar.bottom - top, chartTop: fl.yaxis2._offset}; }""")
+    assert target["width"] <= 390 and target["image"] >= target["width"] - 60, target  # the margins only
+    assert abs(target["imageHeight"] - 0.75 * target["image"]) < 3, target  # the image fills its axes
+    assert target["imageBottom"] <= target["barTop"] and target["barBottom"] <= target["chartTop"] <= \
+        target["imageBottom"] + 100, target
+    small.locator("#target-plot").screenshot(path=str(OUTPUT_DIR / "browser_18_phone_target.png"))
+    # the training view's panels stack, each legend clear of every panel's plot area
+    small.get_by_role("tab", name="Training").tap()
+    small.wait_for_timeout(1000)
+    training = small.evaluate("""() => { const gd = document.querySelector('#training-plot .js-plotly-plot');
+      const fl = gd._fullLayout, top = gd.getBoundingClientRect().top, left = gd.getBoundingClientRect().left;
+      const panels = ['', '2', '3'].map(k => [fl['xaxis' + k]._offset, fl['yaxis' + k]._offset,
+        fl['xaxis' + k]._offset + fl['xaxis' + k]._length, fl['yaxis' + k]._offset + fl['yaxis' + k]._length]);
+      const legends = [...gd.querySelectorAll('g.legend, g.legend2, g.legend3')].map(e => { const r = e.getBoundingClientRect();
+        return [r.left - left, r.top - top, r.right - left, r.bottom - top]; });
+      return {width: gd.getBoundingClientRect().width, panels, legends}; }""")
+    assert len(training["legends"]) == 3, training
+    for p in training["panels"]:
+        assert p[2] - p[0] >= 0.75 * training["width"], training  # full width
+        for g in training["legends"]:
+            assert g[2] <= p[0] or p[2] <= g[0] or g[3] <= p[1] or p[3] <= g[1], (g, p)
+    small.locator("#training-plot").screenshot(path=str(OUTPUT_DIR / "browser_19_phone_training.png"))
     phone.close()
 
 

@@ -53,7 +53,9 @@ def target_figure(
     ticks = [0, 0.25, 0.5, 0.75, 1.0]
     z_uint8 = np.round(np.clip(z, 0, 1) * 255).astype(np.uint8)
     heat = heatmap_trace(z_uint8, stride, axes_img, OVERLAY_SCALE, 0, 255, "target",
-                          {"x": 1.0, "xanchor": "left", "y": 0.65, "len": 0.65,
+                          # under the image, in the gap above the profile chart (beside it, it squeezed the image)
+                          {"orientation": "h", "x": 0.5, "xanchor": "center", "y": 0.285, "yanchor": "top",
+                           "len": 0.6, "thickness": 12,
                            "tickvals": [t * 255 for t in ticks], "ticktext": [f"{t:g}" for t in ticks]},
                           opacity=0.75)
     heat["z"] = z_uint8
@@ -108,7 +110,9 @@ def target_figure(
               "height": int(image_plot_height(image.width, image.height) / 0.7) + 96, "showlegend": False,
               "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 0.985,
                         "yanchor": "top", "yref": "container"},
-              "margin": {"l": 50, "r": 50, "t": 64, "b": 40}}
+              "margin": {"l": 50, "r": 16, "t": 64, "b": 40},
+              # the image's size for the page's phone layout: with constrain="range" Plotly pads the axis ranges
+              "meta": {"image_size": [image.width, image.height]}}
     return make_figure(data, layout)
 
 
