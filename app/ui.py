@@ -310,7 +310,13 @@ PAGE_JS = """() => {
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;
       const after = () => {
-        if (id === 'denoise-plot') { dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd); }
+        if (id === 'denoise-plot') {
+          dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
+          if (dd.playPending && gd.layout.sliders && gd.layout.sliders.length) {  // Play was pressed before the view
+            dd.playPending = false;
+            document.querySelector('#play-btn').click();
+          }
+        }
         dd.fit(gd, id);
       };
       gd.on('plotly_afterplot', after);
@@ -339,7 +345,13 @@ PLAY_JS = """() => {
   const setLabel = (text) => { if (button) button.textContent = text; };
   if (dd.playing) { dd.playing = false; setLabel('▶ Play'); return []; }
   const gd = document.querySelector('#denoise-plot .js-plotly-plot');
-  if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) return [];
+  if (!gd || !gd.layout || !gd.layout.sliders || !gd.layout.sliders.length || !window.Plotly) {
+    // no view yet (the first one is on its way): Play starts when it is drawn; a second press takes that back
+    dd.playPending = !dd.playPending;
+    setLabel(dd.playPending ? '▶ Loading…' : '▶ Play');
+    return [];
+  }
+  dd.playPending = false;
   dd.playing = true; setLabel('❚❚ Pause');
   if (dd.running) return [];  // a pause was asked during a glide: that loop carries on
   dd.running = true;
@@ -349,7 +361,7 @@ PLAY_JS = """() => {
     gd.__ddPlayWatch = true;
     gd.on('plotly_sliderstart', () => { if (dd.running) { dd.interrupted = true; dd.playing = false; } });
   }
-  const TWEEN = TWEEN_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
+  const TWEEN = TWEEN_MS, STAGE = STAGE_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
   const decode = (text, Type) => { const bin = atob(text); const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new Type(bytes.buffer); };
   const meta = gd.layout.meta || {};
@@ -437,7 +449,8 @@ PLAY_JS = """() => {
           let from = state('in', sA, 0);
           for (let k = 0; k < T.K; k++) {
             const to = state('out', sA, k);
-            await glide(L, from, to, TWEEN / T.K, `Step ${sA + 1}/${steps} · head stage ${tw.stages[k]} of ${tw.stage}`);
+            await glide(L, from, to, Math.max(TWEEN / T.K, STAGE),
+                        `Step ${sA + 1}/${steps} · the head refines the boxes: stage ${tw.stages[k]} of ${tw.stage}`);
             if (dd.interrupted) break;
             from = to;
           }
@@ -462,6 +475,8 @@ PLAY_JS = """() => {
   return [];
 }"""
 TWEEN_MS = 600  # one glide between positions (split over the head stages from x_t to the prediction)
+# but at least this long a stage: at 600 / 4 ms each stage's caption went by too fast to read (fresh-user trial)
+STAGE_MS = 250
 HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
 
 # Before a display redraw, the browser puts the denoising slider's position into the hidden `position` input (the
@@ -713,7 +728,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         show_progress="hidden").then(
             explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
         play_btn.click(None, None, None,
-                       js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("HOLD_MS", str(HOLD_MS)))
+                       js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("STAGE_MS", str(STAGE_MS))
+                       .replace("HOLD_MS", str(HOLD_MS)))
 
         render_inputs = [traj_store] + image_gt + display + [position]
         render_outputs = [status, denoise_plot, stats_plot, results_plot, det_table, metrics_md, convergence_plot]

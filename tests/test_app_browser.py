@@ -230,7 +230,7 @@ GLIDE_SAMPLES = """async (ms) => {
     const hidden = [...gd.querySelectorAll('.scatterlayer .trace')].filter(g => g.__data__ && g.__data__[0]
       && slots.has(g.__data__[0].trace.index)).every(g => g.style.opacity === '0');
     const centres = [...svg.querySelectorAll('rect')].map(r => +r.getAttribute('x') + +r.getAttribute('width') / 2);
-    out.push([svg.lastChild.textContent, centres, hidden, gd.layout.sliders[0].active]);
+    out.push([svg.lastChild.textContent, centres, hidden, performance.now() - t0]);
   }
   return out;
 }"""
@@ -248,9 +248,16 @@ def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
     stopped = page.evaluate(ACTIVE)
     page.wait_for_timeout(1500)
     assert page.evaluate(ACTIVE) == stopped  # paused means paused
-    captions = list(dict.fromkeys(c for c, _, _, _ in samples))
+    captions = list(dict.fromkeys(c for c, *_ in samples))
     # step 1 plays x_t through every carried head stage, then the DDIM update to step 2's noisy boxes
-    assert [f"Step 1/10 · head stage {k} of {tween['stage']}" for k in tween["stages"]] == captions[:tween["K"]]
+    assert [f"Step 1/10 · the head refines the boxes: stage {k} of {tween['stage']}"
+            for k in tween["stages"]] == captions[:tween["K"]]
+    # each stage's caption stays long enough to read (it went by in 150 ms at 4 stages)
+    # (from the first frame showing stage 2's caption to the first frame showing stage 3's)
+    starts = {c: t for c, _, _, t in reversed(samples)}
+    second, third = (starts[captions[1]], starts[captions[2]]) if tween["K"] >= 3 else (starts[captions[0]],
+                                                                                          starts[captions[1]])
+    assert third - second >= 225, (second, third)
     assert any("DDIM update" in c for c in captions)
     assert all(hidden for _, _, hidden, _ in samples)  # the slider's own boxes make way while the boxes glide
     # smooth: within one glide a box passes through in-between places (several distinct positions), not one jump
@@ -280,6 +287,24 @@ def test_a_slider_press_while_playing_stops_play_where_pressed(page) -> None:
     svg_shown = page.evaluate("() => { const s = document.querySelector('#denoise-plot svg.dd-tween');"
                               " return !!s && s.style.display !== 'none'; }")
     assert not svg_shown  # the glide layer is gone and the slider's own boxes are back
+
+
+def test_play_pressed_before_the_view_is_drawn_starts_when_it_is(page) -> None:
+    """A press while the first view is still on its way did nothing; now Play starts once the view is drawn."""
+    page.evaluate(SCRUB, ["denoise-plot", 0])
+    # no view yet: take the plot out of Play's sight, as before the first figure arrives
+    page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').classList.replace('js-plotly-plot', 'dd-away')")
+    page.locator("#play-btn").click()
+    assert "Loading" in page.locator("#play-btn").inner_text()
+    assert not page.evaluate("() => !!window.__dd.running")
+    # the view is drawn: Play starts by itself
+    page.evaluate("""() => { const gd = document.querySelector('#denoise-plot .dd-away');
+      gd.classList.replace('dd-away', 'js-plotly-plot'); gd.emit('plotly_afterplot'); }""")
+    page.wait_for_function("() => window.__dd.running === true", timeout=TIMEOUT_MS)
+    assert "Pause" in page.locator("#play-btn").inner_text()
+    page.locator("#play-btn").click()
+    page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    assert "Play" in page.locator("#play-btn").inner_text()
 
 
 def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
