@@ -32,6 +32,11 @@ WALKTHROUGH = (Path(__file__).parent / "walkthrough.md").read_text(encoding="utf
 CSS = """
 #status { min-height: 2.2em; }
 #status p { margin: 0.2em 0; }
+/* while a run goes, its progress bar replaces the status line: see-through, it was drawn over the greyed old text */
+#status > .wrap.translucent { background: var(--block-background-fill) !important; opacity: 1 !important;
+  top: 0 !important; bottom: 0 !important; height: auto !important; }
+/* the image starts below the component's floating label badge, which covered the top of the preview */
+#input-image .upload-container.reduced-height { padding-top: 36px; box-sizing: border-box; }
 .compact-row { gap: 6px !important; }
 #detect-btn { font-size: 1.05em; }
 /* the theme draws an unchecked box white on white: give it an edge (Box renewal is off in the teaching setting) */

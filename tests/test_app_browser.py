@@ -133,6 +133,10 @@ def test_page_loads_with_controls_and_walkthrough(page) -> None:
       const text = document.querySelector(`#${id} .label-text`).getBoundingClientRect();
       return [id, Math.round(text.right - block.right)]; })""")
     assert all(excess <= 0 for _, excess in overflow), overflow
+    # the preview image starts below the image input's floating label badge (it covered the top of the image)
+    gap = page.evaluate("""() => document.querySelector('#input-image .image-frame img').getBoundingClientRect().top
+      - document.querySelector('#input-image label').getBoundingClientRect().bottom""")
+    assert gap >= 0, gap
 
 
 def test_running_an_example_draws_the_denoising_view(page) -> None:
@@ -315,6 +319,11 @@ def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
     page.locator("#detect-btn").click()
     page.wait_for_function("() => [...document.querySelectorAll('.progress-level')].some(e => "
                            "/DDIM step \\d+\\/20/.test(e.textContent))")
+    # the progress covers the whole status line, opaque: drawn over the greyed old text, both were unreadable
+    cover = page.evaluate("""() => { const block = document.querySelector('#status'), wrap = block.querySelector(':scope > .wrap');
+      const a = block.getBoundingClientRect(), b = wrap.getBoundingClientRect(), style = getComputedStyle(wrap);
+      return [Math.round(b.top - a.top), Math.round(a.bottom - b.bottom), style.opacity, style.backgroundColor]; }""")
+    assert cover[0] <= 0 and cover[1] <= 0 and cover[2] == "1" and "rgba" not in cover[3], cover
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('20 DDIM step')")
     steps.fill("10")
     steps.press("Enter")
