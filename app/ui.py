@@ -373,9 +373,10 @@ PLAY_JS = """() => {
   const tw = meta.tween;
   const T = tw ? {S: tw.S, K: tw.K, N: tw.N, in: decode(tw.in, Int16Array), out: decode(tw.out, Int16Array),
                   labels: decode(tw.labels, Uint8Array), levels: decode(tw.levels, Uint8Array),
-                  renewed: decode(tw.renewed, Uint8Array)} : null;
+                  renewed: decode(tw.renewed, Uint8Array),
+                  peaks: tw.heatmap ? decode(tw.heatmap, Uint8Array) : null} : null;
   // the boxes (N x 4, pixels) and their colours at "in" of step s, or at carried stage k of step s; a box of a
-  // layer hidden by its button (noise, renewed, predicted boxes) glides unseen
+  // layer hidden by its button (noise, renewed, drawn from heatmap peaks, predicted boxes) glides unseen
   const hidden = (group) => !!(dd.hidden && dd.hidden.has(group));
   const state = (kind, s, k) => {
     const N = T.N, xy = new Float32Array(N * 4), colour = [], opacity = [];
@@ -383,8 +384,8 @@ PLAY_JS = """() => {
       const base = kind === 'in' ? (s * N + j) * 4 : ((s * T.K + k) * N + j) * 4;
       const src = kind === 'in' ? T.in : T.out;
       for (let c = 0; c < 4; c++) xy[j * 4 + c] = src[base + c] / 2;
-      if (kind === 'in') { const fresh = s > 0 && T.renewed[(s - 1) * N + j];
-             colour.push(tw.noise); opacity.push(hidden(fresh ? 'renewed' : 'noise') ? 0 : 0.55); }
+      if (kind === 'in') { const fresh = s > 0 && T.renewed[(s - 1) * N + j], peak = T.peaks && T.peaks[s * N + j];
+             colour.push(tw.noise); opacity.push(hidden(peak ? 'heatmap' : fresh ? 'renewed' : 'noise') ? 0 : 0.55); }
       else { const q = (s * T.K + k) * N + j, level = T.levels[q];
              colour.push(level === 0 ? tw.faint : tw.colours[T.labels[q] % tw.colours.length]);
              opacity.push(hidden('boxes') ? 0 : tw.opacities[level]); }

@@ -445,6 +445,32 @@ def test_play_keeps_hidden_layers_hidden_while_the_boxes_glide(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 20])
 
 
+def test_play_hides_boxes_drawn_from_heatmap_peaks_with_their_layer(page) -> None:
+    """Boxes drawn from heatmap peaks glide unseen while their layer is hidden, and the plain noise boxes still show
+    (the glide counted them as noise before). The test checkpoint's random heatmap has no peaks, so every third slot
+    of step 1 is marked as drawn from one in the figure's glide data."""
+    peaks = page.evaluate("""() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+      const tw = gd.layout.meta.tween, marks = new Uint8Array(tw.S * tw.N);
+      for (let j = 0; j < tw.N; j += 3) marks[j] = 1;
+      window.__heatmapBefore = tw.heatmap;
+      tw.heatmap = btoa(String.fromCharCode(...marks));
+      window.__dd.hidden.add('heatmap');
+      return [...marks.slice(0, tw.N)]; }""")
+    try:
+        page.evaluate(SCRUB, ["denoise-plot", 0])
+        page.locator("#play-btn").click()
+        frames = page.evaluate(GLIDE_OPACITIES, 1200)
+        page.locator("#play-btn").click()
+        page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    finally:
+        page.evaluate("""() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+          gd.layout.meta.tween.heatmap = window.__heatmapBefore; window.__dd.hidden.delete('heatmap'); }""")
+    fed_in = [f for f in frames if all(v == 0.55 for v, peak in zip(f, peaks) if not peak)]  # x_t still shown
+    assert fed_in, frames[:3]
+    assert all(v == 0 for f in fed_in for v, peak in zip(f, peaks) if peak)
+    page.evaluate(SCRUB, ["denoise-plot", 20])
+
+
 def set_slider(page, element_id: str, fraction: float) -> None:
     """Click a Gradio slider's range at ``fraction`` of its length (a release, as a user's click is)."""
     rail = page.locator(f"#{element_id} input[type=range]")

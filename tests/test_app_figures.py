@@ -1,6 +1,7 @@
 """The views' figure builders (app.plotting, app.views.*) on hand-made trajectories: structure, client-side slider, validity against Plotly's schema."""
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -126,6 +127,10 @@ def test_denoise_marks_renewed_and_heatmap_boxes(image) -> None:
     # The next position (2·in) marks the renewed slots' fresh boxes, dotted.
     fresh = [t for t in positions[2] if t["name"] == "renewed: fresh noise"][0]
     assert fresh["line"]["dash"] == "dot"
+    # Play's glide data says which fed-in boxes came from heatmap peaks, so hiding that layer hides them while gliding
+    tween = denoising.tween_meta(traj, denoising.ViewOptions())
+    peaks = np.frombuffer(base64.b64decode(tween["heatmap"]), np.uint8).reshape(tween["S"], tween["N"])
+    assert np.array_equal(peaks.astype(bool), traj.from_heatmap)
 
 
 def test_class_filter_stage_and_toggles(image) -> None:

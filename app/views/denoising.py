@@ -413,7 +413,8 @@ def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     -> x_{t-1}. Coordinates travel as little-endian int16 half-pixels (base64), labels and score levels as uint8.
 
     Returns ``{"S", "K", "N", "stages" (the K stage numbers carried, 1-based), "stage" (the shown one), "in" (S, N, 4),
-    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "renewed" (S, N) uint8, "colours"
+    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "renewed" (S, N) uint8, "heatmap" (S, N)
+    uint8 (the box fed to step s was drawn from heatmap peaks), "colours"
     (per class), "opacities" (per level), "noise" colour}``; all stages when they fit under ``TWEEN_MAX_VALUES``,
     else only the shown stage; None without a recorded trajectory or when even that does not fit.
     """
@@ -429,12 +430,13 @@ def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     half_pixels = lambda a: np.clip(np.round(np.asarray(a, np.float64) * 2), -32768, 32767).astype("<i2")  # noqa: E731
     out = traj.boxes_xyxy[:, stages]
     renewed = traj.renewed if traj.renewed is not None else np.zeros((s_count, n), bool)
+    peaks = traj.from_heatmap if traj.from_heatmap is not None else np.zeros((s_count, n), bool)
     return {
         "S": int(s_count), "K": len(stages), "N": int(n), "stages": [k + 1 for k in stages], "stage": shown + 1,
         "in": _b64(half_pixels(traj.boxes_in_xyxy)), "out": _b64(half_pixels(out)),
         "labels": _b64(np.asarray(traj.labels[:, stages], np.uint8)),
         "levels": _b64(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
-        "renewed": _b64(np.asarray(renewed, np.uint8)),
+        "renewed": _b64(np.asarray(renewed, np.uint8)), "heatmap": _b64(np.asarray(peaks, np.uint8)),
         "colours": [class_colour(k) for k in range(len(traj.class_names))],
         "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "faint": FAINT_COLOUR,
     }
