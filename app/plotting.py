@@ -225,6 +225,7 @@ def message_figure(text: str, height: int = 320) -> go.Figure:
 LABEL_FONT_PX = 11
 LABEL_CHAR_PX = 6.8      # average width of a bold 11 px character (measured on the Chromium screenshots)
 LABEL_DRAWN_WIDTH = 520  # px the image is at least drawn at on a laptop; narrower screens get fewer labels
+LABEL_BORDER_PX = 3      # screen px between a label's end and the image's right border
 
 
 class LabelPlacement(NamedTuple):
@@ -257,7 +258,8 @@ def placed_labels(boxes_xyxy: np.ndarray, texts: Sequence[str], scores: np.ndarr
         rect = (left_edge, y1 - (LABEL_FONT_PX + 4) * px, left_edge + width, y1)
         if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in rects):
             continue
-        kept[int(i)] = (x2, "top left") if right else (x1, "top right")
+        # a label ending at the image border ends LABEL_BORDER_PX inside it: its last glyph's halo was clipped there
+        kept[int(i)] = (min(x2, image_width - LABEL_BORDER_PX * px), "top left") if right else (x1, "top right")
         rects.append(rect)
         if len(kept) >= max_labels:
             break
