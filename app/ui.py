@@ -234,7 +234,8 @@ PAGE_JS = """() => {
     const image = Math.round((width - left - right) * size[1] / size[0]), bar = 62, chart = 130;
     const inner = image + bar + chart, y = (px) => 1 - px / inner;  // paper fraction of a distance from the top
     const bars = gd.data.map((t, i) => t.type === 'heatmap' && t.colorbar ? i : -1).filter(i => i >= 0);
-    window.Plotly.update(gd, {'colorbar.x': 0, 'colorbar.xanchor': 'left', 'colorbar.y': y(image + 8), 'colorbar.len': 1},
+    window.Plotly.update(gd, {'colorbar.x': 0, 'colorbar.xanchor': 'left', 'colorbar.y': y(image + 8),
+                              'colorbar.len': 1},
                          {height: inner + top + bottom, 'margin.l': left, 'margin.r': right, 'margin.b': bottom,
                           'xaxis.range': [0, size[0]], 'yaxis.range': [size[1], 0],  // Plotly padded them
                           'yaxis.domain': [y(image), 1], 'yaxis2.domain': [0, y(image + bar)]}, bars);
@@ -249,10 +250,14 @@ PAGE_JS = """() => {
       'xaxis3.domain': [0, 1], 'yaxis3.domain': [0, y(690)],
       'legend.orientation': 'h', 'legend.x': 0, 'legend.y': y(246), 'legend.yanchor': 'top', 'legend.maxheight': 110,
       'legend2.x': 0, 'legend2.y': y(354), 'legend2.yanchor': 'top',
-      'legend3.x': 0, 'legend3.y': y(622), 'legend3.yanchor': 'top', 'legend3.orientation': 'v'};
+      'legend3.x': 0, 'legend3.y': y(622), 'legend3.yanchor': 'top', 'legend3.orientation': 'v',
+      // upright class names: at the desktop's slant they ran into each other and past the left edge
+      'xaxis3.tickangle': -90, 'xaxis3.tickfont.size': 10};
     const centres = {0.22: 100, 0.78: 480, 0.5: 790};  // "no ... rows" notes: the middle of their panel
     (L.annotations || []).forEach((a, i) => {
-      if (a.xref === 'paper' && a.x in centres) { update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.x]); }
+      if (a.xref === 'paper' && a.x in centres) {
+        update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.x]);
+      }
     });
     window.Plotly.relayout(gd, update);
   };
@@ -427,7 +432,13 @@ PLAY_JS = """() => {
   };
   const ease = (t) => t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
   const glide = (L, a, b, ms, caption, fresh) => new Promise(done => {
-    L.svg.lastChild.textContent = caption;
+    const text = L.svg.lastChild;
+    if (text.textContent !== caption) {  // the caption fits the image (on a phone 13 px ran past its right edge)
+      text.textContent = caption;
+      let size = 13;
+      text.setAttribute('font-size', size);
+      while (size > 8 && text.getComputedTextLength() > L.xa._length - 8) text.setAttribute('font-size', --size);
+    }
     const t0 = performance.now();
     const frame = (now) => { if (dd.interrupted) { done(); return; }
       const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);
@@ -667,8 +678,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         downloads = gr.File(label="Downloads: COCO JSON, trajectory JSON and NPZ", file_count="multiple",
                                             interactive=False, elem_id="downloads")
                     with gr.Tab("A/B", id="compare"):
-                        gr.Markdown("Run **A** (the settings on the left) against **B** (the same with the changes "
-                                    "below); one slider scrubs both.")
+                        gr.Markdown("Run **A** (the settings of the Detect panel) against **B** (the same with the "
+                                    "changes below); one slider scrubs both.")
                         with gr.Row():
                             seed_b = gr.Number(value=1, precision=0, minimum=0, label="B: seed", elem_id="seed-b",
                                                info="B's starting noise")
@@ -712,15 +723,18 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                       show_scores, show_gt, show_tracks]
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
+        # A page run shows its progress in the status line only: on every output, Gradio blanked the figures for the
+        # whole run (a white card with a spinner), so the previous result vanished seconds before the new one came.
+        page_run = {**model_event, "show_progress_on": [status]}
 
         # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
         # of /detect get the error itself.
         page_detect_inputs = detect_inputs + [position]  # + Gradio's progress tracker (see Explorer.detect_or_explain)
         detect_btn.click(explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private",
-                         **model_event).then(None, url_inputs, None, js=URL_JS)
+                         **page_run).then(None, url_inputs, None, js=URL_JS)
         api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
         image_in.change(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
-                        api_visibility="private", **model_event).then(
+                        api_visibility="private", **page_run).then(
             lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
             None, url_inputs, None, js=URL_JS)
         api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
@@ -729,10 +743,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         preset_outputs = [steps, eta, renewal, proposals]
         teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run)
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
-            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **model_event)
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run)
         play_btn.click(None, None, None,
                        js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("STAGE_MS", str(STAGE_MS))
                        .replace("HOLD_MS", str(HOLD_MS)))

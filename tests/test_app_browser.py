@@ -7,6 +7,7 @@ Tests in this file share one page and run in order.
 from __future__ import annotations
 
 
+import json
 import os
 import re
 from pathlib import Path
@@ -297,7 +298,8 @@ def test_play_pressed_before_the_view_is_drawn_starts_when_it_is(page) -> None:
     """A press while the first view is still on its way did nothing; now Play starts once the view is drawn."""
     page.evaluate(SCRUB, ["denoise-plot", 0])
     # no view yet: take the plot out of Play's sight, as before the first figure arrives
-    page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').classList.replace('js-plotly-plot', 'dd-away')")
+    page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot')"
+                  ".classList.replace('js-plotly-plot', 'dd-away')")
     page.locator("#play-btn").click()
     assert "Loading" in page.locator("#play-btn").inner_text()
     assert not page.evaluate("() => !!window.__dd.running")
@@ -320,10 +322,14 @@ def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
     page.wait_for_function("() => [...document.querySelectorAll('.progress-level')].some(e => "
                            "/DDIM step \\d+\\/20/.test(e.textContent))")
     # the progress covers the whole status line, opaque: drawn over the greyed old text, both were unreadable
-    cover = page.evaluate("""() => { const block = document.querySelector('#status'), wrap = block.querySelector(':scope > .wrap');
+    cover = page.evaluate("""() => { const block = document.querySelector('#status');
+      const wrap = block.querySelector(':scope > .wrap');
       const a = block.getBoundingClientRect(), b = wrap.getBoundingClientRect(), style = getComputedStyle(wrap);
       return [Math.round(b.top - a.top), Math.round(a.bottom - b.bottom), style.opacity, style.backgroundColor]; }""")
     assert cover[0] <= 0 and cover[1] <= 0 and cover[2] == "1" and "rgba" not in cover[3], cover
+    # and only there: the previous figure stays in view until the new one comes (it was blanked for the whole run)
+    assert page.evaluate("() => !!document.querySelector('#denoise-plot .js-plotly-plot') && !document.querySelector("
+                         "'#denoise-plot .progress-level, #denoise-plot .wrap.full:not(.hide)')")
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('20 DDIM step')")
     steps.fill("10")
     steps.press("Enter")
@@ -612,7 +618,8 @@ def test_phone_size_run(page, server) -> None:
     small.get_by_role("tab", name="Target").tap()
     small.wait_for_timeout(1000)
     target = small.evaluate("""() => { const gd = document.querySelector('#target-plot .js-plotly-plot');
-      const fl = gd._fullLayout, bar = gd.querySelector('.colorbar').getBoundingClientRect(), top = gd.getBoundingClientRect().top;
+      const fl = gd._fullLayout, bar = gd.querySelector('.colorbar').getBoundingClientRect();
+      const top = gd.getBoundingClientRect().top;
       return {width: gd.getBoundingClientRect().width, image: fl.xaxis._length,
               imageBottom: fl.yaxis._offset + fl.yaxis._length, imageHeight: fl.yaxis._length,
               barTop: bar.top - top, barBottom: bar.bottom - top, chartTop: fl.yaxis2._offset}; }""")
@@ -621,14 +628,23 @@ def test_phone_size_run(page, server) -> None:
     assert target["imageBottom"] <= target["barTop"] and target["barBottom"] <= target["chartTop"] <= \
         target["imageBottom"] + 100, target
     small.locator("#target-plot").screenshot(path=str(OUTPUT_DIR / "browser_18_phone_target.png"))
-    # the training view's panels stack, each legend clear of every panel's plot area
+    # the training view's panels stack, each legend clear of every panel's plot area; a run with the ten PROPS
+    # classes, whose names at the desktop's slant ran into each other and past the left edge
+    from diffdet.config import PROPS_CLASSES
+    metrics = OUTPUT_DIR / "phone_metrics.jsonl"
+    metrics.write_text("\n".join(json.dumps(r) for r in (
+        {"iter": 0, "loss_total": 3.0, "loss_ce": 1.0}, {"iter": 100, "loss_total": 2.0, "loss_ce": 0.7},
+        {"iter": 100, "eval": {"AP": 30.0, "AP50": 50.0, "per_class": {n: 30.0 for n in PROPS_CLASSES}}})))
     small.get_by_role("tab", name="Training").tap()
+    small.locator("#metrics-upload input[type=file]").set_input_files(str(metrics))
+    small.wait_for_function("() => document.querySelector('#training-summary').innerText.includes('phone_metrics')")
     small.wait_for_timeout(1000)
     training = small.evaluate("""() => { const gd = document.querySelector('#training-plot .js-plotly-plot');
       const fl = gd._fullLayout, top = gd.getBoundingClientRect().top, left = gd.getBoundingClientRect().left;
       const panels = ['', '2', '3'].map(k => [fl['xaxis' + k]._offset, fl['yaxis' + k]._offset,
         fl['xaxis' + k]._offset + fl['xaxis' + k]._length, fl['yaxis' + k]._offset + fl['yaxis' + k]._length]);
-      const legends = [...gd.querySelectorAll('g.legend, g.legend2, g.legend3')].map(e => { const r = e.getBoundingClientRect();
+      const legends = [...gd.querySelectorAll('g.legend, g.legend2, g.legend3')].map(e => {
+        const r = e.getBoundingClientRect();
         return [r.left - left, r.top - top, r.right - left, r.bottom - top]; });
       return {width: gd.getBoundingClientRect().width, panels, legends}; }""")
     assert len(training["legends"]) == 3, training
@@ -636,7 +652,26 @@ def test_phone_size_run(page, server) -> None:
         assert p[2] - p[0] >= 0.75 * training["width"], training  # full width
         for g in training["legends"]:
             assert g[2] <= p[0] or p[2] <= g[0] or g[3] <= p[1] or p[3] <= g[1], (g, p)
+    ticks = small.evaluate("""() => { const gd = document.querySelector('#training-plot .js-plotly-plot');
+      const left = gd.getBoundingClientRect().left;
+      return [...gd.querySelectorAll('.xaxislayer-above .x3tick text')].map(e => { const r = e.getBoundingClientRect();
+        return [r.left - left, r.top, r.right - left, r.bottom]; }); }""")
+    assert len(ticks) == 10 and min(t[0] for t in ticks) >= 0, ticks  # the class names, none cut at the left
+    for i, a in enumerate(ticks):
+        for b in ticks[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # nor over each other
     small.locator("#training-plot").screenshot(path=str(OUTPUT_DIR / "browser_19_phone_training.png"))
+    # Play's caption in the image fits the phone's image (at 13 px it ran past the right edge)
+    small.get_by_role("tab", name="Denoising").tap()
+    small.evaluate(SCRUB, ["denoise-plot", 0])
+    small.locator("#play-btn").tap()
+    small.wait_for_function("() => { const s = document.querySelector('#denoise-plot svg.dd-tween');"
+                            " return s && s.style.display !== 'none' && s.lastChild.textContent.includes('stage'); }")
+    fit = small.evaluate("""() => { const svg = document.querySelector('#denoise-plot svg.dd-tween');
+      return [svg.lastChild.getComputedTextLength(), +svg.getAttribute('width')]; }""")
+    small.locator("#play-btn").tap()
+    small.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
+    assert fit[0] <= fit[1] - 4, fit
     phone.close()
 
 
@@ -650,7 +685,8 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
     box = rho.bounding_box()
     # Note every plot Gradio hands a figure to, and the figure it showed then.
     page.evaluate("""() => { const P = window.Plotly, react = P.react; window.__given = [];
-      P.react = function (gd, ...rest) { window.__given.push([gd, gd._fullLayout]); return react.call(this, gd, ...rest); };
+      P.react = function (gd, ...rest) {
+        window.__given.push([gd, gd._fullLayout]); return react.call(this, gd, ...rest); };
       window.__unwrap = () => { P.react = react; }; }""")
     page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
     page.wait_for_function(f"(before) => {{ const z = ({TARGET_Z})(); return z !== null && z !== before; }}",

@@ -257,6 +257,8 @@ def test_training_figure() -> None:
             "PROPS paper, R-50 without heatmap (real photos)"} <= set(names)
     ap = [t for t in fig.data if t.name == "AP"][0]
     assert list(ap.y) == [40.0]  # fractions are shown as percentages
+    rank = {t.name: t.legendrank for t in fig.data if t.name.startswith("loss")}
+    assert rank["loss"] < rank["loss_ce"]  # the total heads the (scrolling) loss legend
     bars = [t for t in fig.data if t.name == "PROPS paper, R-50 with heatmap (real photos)"][0]
     assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
     empty = training.training_figure([{"iter": 0, "loss": 1.0}])

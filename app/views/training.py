@@ -60,6 +60,8 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
                      "line": {"width": 2.5 if key in totals else 1.2, "color": PALETTE[i % len(PALETTE)]},
                      "hovertemplate": f"{key} at iter %{{x}}: %{{y:.4f}}<extra></extra>",
                      "xaxis": "x", "yaxis": "y", "legendgroup": "loss",
+                     # the total first: it is the boldest curve, and the legend box scrolls
+                     "legendrank": 1 if key in totals else 1000,
                      "visible": "legendonly" if per_stage else True})
     for key, colour in (("AP", "#E45756"), ("AP50", "#4C78A8"), ("AP75", "#54A24B")):
         pts = [(r["iter"], float(r["eval"][key]) * scale) for r in evals
