@@ -439,6 +439,7 @@ PLAY_JS = """() => {
       text.setAttribute('font-size', size);
       while (size > 8 && text.getComputedTextLength() > L.xa._length - 8) text.setAttribute('font-size', --size);
     }
+    draw(L, a, b, 0, fresh);  // before the next frame: it showed the last glide's boxes for one frame
     const t0 = performance.now();
     const frame = (now) => { if (dd.interrupted) { done(); return; }
       const t = Math.min(1, (now - t0) / ms); draw(L, a, b, ease(t), fresh);

@@ -241,12 +241,19 @@ GLIDE_SAMPLES = """async (ms) => {
 }"""
 
 
+def play_and_sample(page, sampler: str, ms: int) -> list:
+    """Press Play with ``sampler`` (a page function of the sampling time) already sampling every frame: started after
+    the press, a slow page could miss the first glide."""
+    page.evaluate(f"(ms) => {{ window.__glideSamples = ({sampler})(ms); }}", ms)
+    page.locator("#play-btn").click()
+    return page.evaluate("() => window.__glideSamples")
+
+
 def test_play_glides_the_boxes_through_the_head_stages_and_pauses(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 0])
     tween = page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').layout.meta.tween")
     assert tween is not None and tween["K"] >= 2  # this checkpoint's head has several stages; all are carried
-    page.locator("#play-btn").click()
-    samples = page.evaluate(GLIDE_SAMPLES, 3500)
+    samples = play_and_sample(page, GLIDE_SAMPLES, 3500)
     page.locator("#play-btn").click()  # pause: stops at the next position
     page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
     assert "Play" in page.locator("#play-btn").inner_text()
@@ -429,8 +436,7 @@ GLIDE_OPACITIES = """async (ms) => {
 def test_play_keeps_hidden_layers_hidden_while_the_boxes_glide(page) -> None:
     buttons = {g: page.locator(f"#denoise-legend .layer-toggle[data-group='{g}']") for g in ("noise", "boxes")}
     page.evaluate(SCRUB, ["denoise-plot", 0])
-    page.locator("#play-btn").click()
-    shown = page.evaluate(GLIDE_OPACITIES, 1200)
+    shown = play_and_sample(page, GLIDE_OPACITIES, 1200)
     page.locator("#play-btn").click()
     page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
     assert shown and max(max(frame) for frame in shown) > 0  # with every layer on, the gliding boxes are seen
@@ -438,8 +444,7 @@ def test_play_keeps_hidden_layers_hidden_while_the_boxes_glide(page) -> None:
         button.click()
     try:
         page.evaluate(SCRUB, ["denoise-plot", 0])
-        page.locator("#play-btn").click()
-        frames = page.evaluate(GLIDE_OPACITIES, 2500)  # x_t -> the stages -> the DDIM update
+        frames = play_and_sample(page, GLIDE_OPACITIES, 2500)  # x_t -> the stages -> the DDIM update
         page.locator("#play-btn").click()
         page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
         assert len(frames) >= 10
@@ -464,8 +469,7 @@ def test_play_hides_boxes_drawn_from_heatmap_peaks_with_their_layer(page) -> Non
       return [...marks.slice(0, tw.N)]; }""")
     try:
         page.evaluate(SCRUB, ["denoise-plot", 0])
-        page.locator("#play-btn").click()
-        frames = page.evaluate(GLIDE_OPACITIES, 1200)
+        frames = play_and_sample(page, GLIDE_OPACITIES, 1200)
         page.locator("#play-btn").click()
         page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
     finally:
