@@ -305,10 +305,7 @@ PAGE_JS = """() => {
     const react = P.react;
     P.react = function (gd, ...rest) {
       if (!gd || typeof gd !== 'object' || !gd._fullLayout) return react.call(this, gd, ...rest);
-      return new Promise(resolve => setTimeout(() => {
-        dd.reactsDropped = (dd.reactsDropped || 0) + (gd.isConnected ? 0 : 1);
-        resolve(gd.isConnected ? react.call(P, gd, ...rest) : gd);
-      }, 0));
+      return new Promise(resolve => setTimeout(() => resolve(gd.isConnected ? react.call(P, gd, ...rest) : gd), 0));
     };
     P.__ddOnce = true;
   };
