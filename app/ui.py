@@ -285,7 +285,16 @@ PAGE_JS = """() => {
                     'height': Math.round(width / panels * aspect) + (legend ? 250 : 110)};
     if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
     (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
-    window.Plotly.relayout(gd, update);
+    const slider = gd.layout.sliders && gd.layout.sliders.length;  // a slider lives in the bottom margin too
+    window.Plotly.relayout(gd, update).then(() => {
+      // once drawn, the legend's height is known: give back the room held for it that it left empty (the results
+      // view's two-row legend sat ~190 px below the image)
+      const box = gd.querySelector('.legend'), fl = gd._fullLayout;
+      if (!legend || slider || !box || !fl.yaxis) return;
+      const below = Math.round(box.getBBox().height + 16);
+      const height = Math.round(fl.margin.t + fl.yaxis._length + 8 + below);
+      if (height < update.height - 24) window.Plotly.relayout(gd, {'margin.b': below, height});
+    });
   };
   // Plotly labels every k-th slider position, k from the widest label and the spacing; on a phone k = 3 left the
   // last position ("final") unlabelled. Smaller label text until it is labelled (10 px does it at 390 px).

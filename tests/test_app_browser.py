@@ -665,6 +665,14 @@ def test_phone_size_run(page, server) -> None:
         for b in ticks[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # nor over each other
     small.locator("#training-plot").screenshot(path=str(OUTPUT_DIR / "browser_19_phone_training.png"))
+    # the results view's legend sits right under the image (the room held for it left ~190 px empty)
+    small.get_by_role("tab", name="Results").tap()
+    small.wait_for_timeout(1000)
+    gap = small.evaluate("""() => { const gd = document.querySelector('#results-plot .js-plotly-plot');
+      const fl = gd._fullLayout, top = gd.getBoundingClientRect().top;
+      const legendTop = gd.querySelector('.legend').getBoundingClientRect().top - top;
+      return legendTop - (fl.yaxis._offset + fl.yaxis._length); }""")
+    assert 0 <= gap <= 50, gap
     # Play's caption in the image fits the phone's image (at 13 px it ran past the right edge)
     small.get_by_role("tab", name="Denoising").tap()
     small.evaluate(SCRUB, ["denoise-plot", 0])
