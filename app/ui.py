@@ -181,9 +181,13 @@ PAGE_JS = """() => {
   };
   // height / width of the image a figure's first axes show (4:3 until it has ranges)
   dd.aspect = (L) => {
+    const size = L.meta && L.meta.image_size;  // given where Plotly pads the axis ranges (constrain="range")
+    if (size) return size[1] / size[0];
     const xr = L.xaxis.range, yr = L.yaxis.range;
     return xr && yr ? Math.abs(yr[0] - yr[1]) / Math.abs(xr[1] - xr[0]) : 0.75;
   };
+  // paper fraction (0 at the bottom) of a distance in px from the top of a plot area ``inner`` px tall
+  dd.fromTop = (inner) => (px) => 1 - px / inner;
   // the heatmap view's side-by-side panels (predicted | target | difference) stack, each at the full width
   dd.stack = (gd) => {
     const L = gd.layout, n = L.xaxis3 ? 3 : 2, width = gd.getBoundingClientRect().width - 8;
@@ -191,7 +195,7 @@ PAGE_JS = """() => {
     const title = 22, bar = 40, image = Math.round(width * aspect), panel = title + image + bar;
     const inner = n * panel, height = inner + 38;  // 28 px on top: the first title clears Plotly's mode bar
     const update = {'legend.orientation': 'h', height, 'margin.t': 28, 'margin.b': 10, 'margin.l': 4, 'margin.r': 4};
-    const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
+    const y = dd.fromTop(inner);
     const suffix = (k) => k ? String(k + 1) : '';
     for (let k = 0; k < n; k++) {
       update[`xaxis${suffix(k)}.domain`] = [0, 1];
@@ -220,7 +224,7 @@ PAGE_JS = """() => {
     const L = gd.layout, width = gd.getBoundingClientRect().width - 16;
     const aspect = dd.aspect(L);
     const image = Math.round(width * aspect), gap = 60, chart = 200, inner = image + gap + chart, legend = 190;
-    const y = (px) => 1 - px / inner;  // paper fraction of a distance from the top of the plot area
+    const y = dd.fromTop(inner);
     window.Plotly.relayout(gd, {height: inner + 38 + legend, 'margin.t': 38, 'margin.b': legend, 'margin.l': 8,
       'margin.r': 8, 'xaxis.domain': [0, 1], 'yaxis.domain': [y(image), 1], 'xaxis2.domain': [0.14, 1],
       'yaxis2.domain': [0, y(image + gap)], 'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left',
@@ -231,8 +235,8 @@ PAGE_JS = """() => {
   dd.stackTarget = (gd) => {
     const L = gd.layout, width = gd.getBoundingClientRect().width, left = 44, right = 10, bottom = 40;
     const top = (L.margin && L.margin.t) || 64, size = L.meta.image_size;
-    const image = Math.round((width - left - right) * size[1] / size[0]), bar = 62, chart = 130;
-    const inner = image + bar + chart, y = (px) => 1 - px / inner;  // paper fraction of a distance from the top
+    const image = Math.round((width - left - right) * dd.aspect(L)), bar = 62, chart = 130;
+    const inner = image + bar + chart, y = dd.fromTop(inner);
     const bars = gd.data.map((t, i) => t.type === 'heatmap' && t.colorbar ? i : -1).filter(i => i >= 0);
     window.Plotly.update(gd, {'colorbar.x': 0, 'colorbar.xanchor': 'left', 'colorbar.y': y(image + 8),
                               'colorbar.len': 1},
@@ -244,7 +248,7 @@ PAGE_JS = """() => {
   // the training view's three panels (losses | AP, per-class AP below) stack at the full width, each legend under or
   // over its own panel (side by side, the legends covered the curves and the axis titles)
   dd.stackTraining = (gd) => {
-    const L = gd.layout, inner = 890, y = (px) => 1 - px / inner;
+    const L = gd.layout, inner = 890, y = dd.fromTop(inner);
     const update = {height: inner + 24 + 96, 'margin.l': 48, 'margin.r': 8, 'margin.t': 24, 'margin.b': 96,
       'xaxis.domain': [0, 1], 'yaxis.domain': [y(200), 1], 'xaxis2.domain': [0, 1], 'yaxis2.domain': [y(570), y(390)],
       'xaxis3.domain': [0, 1], 'yaxis3.domain': [0, y(690)],
@@ -253,10 +257,10 @@ PAGE_JS = """() => {
       'legend3.x': 0, 'legend3.y': y(622), 'legend3.yanchor': 'top', 'legend3.orientation': 'v',
       // upright class names: at the desktop's slant they ran into each other and past the left edge
       'xaxis3.tickangle': -90, 'xaxis3.tickfont.size': 10};
-    const centres = {0.22: 100, 0.78: 480, 0.5: 790};  // "no ... rows" notes: the middle of their panel
+    const centres = {loss: 100, ap: 480, per_class: 790};  // "no ... rows" notes: the middle of their panel
     (L.annotations || []).forEach((a, i) => {
-      if (a.xref === 'paper' && a.x in centres) {
-        update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.x]);
+      if (a.name in centres) {
+        update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.name]);
       }
     });
     window.Plotly.relayout(gd, update);

@@ -87,14 +87,15 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
                 data.append({"type": "bar", "x": known, "y": [PAPER_PROPS_AP[n][j] for n in known], "name": label,
                              "marker": {"color": colour}, "xaxis": "x3", "yaxis": "y3", "legend": "legend3"})
     else:
-        annotations.append({"text": "no per-class AP in this file", "x": 0.5, "y": 0.2, "xref": "paper",
-                            "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
+        annotations.append({"name": "per_class", "text": "no per-class AP in this file", "x": 0.5, "y": 0.2,
+                            "xref": "paper", "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
+    # (named by panel: a phone's stacked layout moves each note to the middle of its panel)
     if not evals:
-        annotations.append({"text": "no evaluation rows yet", "x": 0.78, "y": 0.8, "xref": "paper", "yref": "paper",
-                            "showarrow": False, "font": {"color": "#6b7280"}})
+        annotations.append({"name": "ap", "text": "no evaluation rows yet", "x": 0.78, "y": 0.8, "xref": "paper",
+                            "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
     if not loss_keys:
-        annotations.append({"text": "no loss rows", "x": 0.22, "y": 0.8, "xref": "paper", "yref": "paper",
-                            "showarrow": False, "font": {"color": "#6b7280"}})
+        annotations.append({"name": "loss", "text": "no loss rows", "x": 0.22, "y": 0.8, "xref": "paper",
+                            "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
     layout["annotations"] = annotations
     return make_figure(data, layout)
 
