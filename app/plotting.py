@@ -57,6 +57,37 @@ def class_colour(label: int) -> str:
     return PALETTE[int(label) % len(PALETTE)]
 
 
+def relative_luminance(hex_colour: str) -> float:
+    """WCAG 2 relative luminance of a "#RRGGBB" colour, 0 (black) to 1 (white)."""
+    value = hex_colour.lstrip("#")
+    srgb = np.array([int(value[i:i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return float(linear @ [0.2126, 0.7152, 0.0722])
+
+
+LABEL_CONTRAST = 4.5  # WCAG AA for normal text: a label against its white halo
+
+
+def text_on_white(hex_colour: str) -> str:
+    """``hex_colour`` darkened (same hue, every channel scaled down) until it has ``LABEL_CONTRAST`` against white,
+    for text the page draws with a white outline (``app.ui.CSS``; Plotly's ``textfont.shadow`` is CSS text-shadow,
+    which Chromium does not draw on SVG text): a red label did not read on a reddish table, and on the outline the
+    palette's yellow, pink and light grey would not."""
+    value = hex_colour.lstrip("#")
+    rgb = np.array([int(value[i:i + 2], 16) for i in (0, 2, 4)], np.float64)
+    colour, scale = hex_colour.upper(), 1.0
+    while (1.05 / (relative_luminance(colour) + 0.05)) < LABEL_CONTRAST:
+        scale -= 0.02
+        colour = "#" + "".join(f"{int(round(c * scale)):02X}" for c in rgb)
+    return colour
+
+
+def label_colour(label: int) -> str:
+    """A class's label text colour: its box colour darkened to read on the labels' white outline
+    (``text_on_white``)."""
+    return text_on_white(class_colour(label))
+
+
 def rgba(hex_colour: str, alpha: float) -> str:
     value = hex_colour.lstrip("#")
     r, g, b = (int(value[i:i + 2], 16) for i in (0, 2, 4))
@@ -225,17 +256,20 @@ def message_figure(text: str, height: int = 320) -> go.Figure:
 LABEL_FONT_PX = 11
 LABEL_CHAR_PX = 6.8      # average width of a bold 11 px character (measured on the Chromium screenshots)
 LABEL_DRAWN_WIDTH = 520  # px the image is at least drawn at on a laptop; narrower screens get fewer labels
-LABEL_BORDER_PX = 3      # screen px between a label's end and the image's right border
+LABEL_BORDER_PX = 3      # screen px between a label's end and the image's right (or, inside a box, top) border
 
 
 class LabelPlacement(NamedTuple):
     """Where ``placed_labels`` draws labels: ``index`` (np.ndarray[M] int64, ascending) the boxes labelled, ``x``
-    (np.ndarray[M]) each label's anchor in image pixels at its box's top edge, ``position`` (M Plotly
-    ``textposition`` values): "top right" from the box's left edge, or "top left" from its right edge for a label
-    that would otherwise run past the image's right border."""
+    and ``y`` (np.ndarray[M]) each label's anchor in image pixels on its box's top edge (clamped into the image; a
+    label drawn inside its box is anchored ``LABEL_BORDER_PX`` screen px below that edge),
+    ``position`` (M Plotly ``textposition`` values): "top right" from the box's left edge, or "top left" from its
+    right edge for a label that would otherwise run past the image's right border; "bottom ..." instead of "top ..."
+    for a label drawn just inside its box because there is no room above it (a box at the image's top edge)."""
 
     index: np.ndarray
     x: np.ndarray
+    y: np.ndarray
     position: list[str]
 
 
@@ -244,24 +278,31 @@ def placed_labels(boxes_xyxy: np.ndarray, texts: Sequence[str], scores: np.ndarr
     """The labels drawn: best score first, each label (above its box's top-left corner, or above its top-right
     corner where it would run past the image's right border) kept only if it does not overlap a label already kept,
     at most ``max_labels``. The rest are left to the hover. Label sizes are estimated in image pixels for an image
-    drawn ``LABEL_DRAWN_WIDTH`` px wide. A label that would stick out above the image is not drawn either (the
-    denoising view's caption is there)."""
+    drawn ``LABEL_DRAWN_WIDTH`` px wide. A label that would stick out above the image (the denoising view's caption
+    is there) goes just inside its box's top edge instead: a box on the image's top edge was left unlabelled, often
+    the largest object in view."""
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     px = max(image_width, 1) / LABEL_DRAWN_WIDTH  # image pixels per screen pixel
-    kept: dict[int, tuple[float, str]] = {}
+    height = (LABEL_FONT_PX + 4) * px
+    kept: dict[int, tuple[float, float, str]] = {}
     rects: list[tuple[float, float, float, float]] = [(-np.inf, -np.inf, np.inf, 0.0)]  # above the image
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
-        x1, y1, x2 = float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2])
+        x1, y1, x2 = float(boxes[i, 0]), max(float(boxes[i, 1]), 0.0), float(boxes[i, 2])
         width = (len(texts[i]) * LABEL_CHAR_PX + 4) * px
         right = x1 + width > image_width and x2 - width >= 0
         left_edge = x2 - width if right else x1
-        rect = (left_edge, y1 - (LABEL_FONT_PX + 4) * px, left_edge + width, y1)
+        inside = y1 < height  # no room above the box
+        top = y1 if inside else y1 - height
+        rect = (left_edge, top, left_edge + width, top + height)
         if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in rects):
             continue
         # a label ending at the image border ends LABEL_BORDER_PX inside it: its last glyph's halo was clipped there
-        kept[int(i)] = (min(x2, image_width - LABEL_BORDER_PX * px), "top left") if right else (x1, "top right")
+        vertical, y = ("bottom", y1 + LABEL_BORDER_PX * px) if inside else ("top", y1)  # inside: clear of the caption
+        kept[int(i)] = ((min(x2, image_width - LABEL_BORDER_PX * px), y, f"{vertical} left") if right
+                        else (x1, y, f"{vertical} right"))
         rects.append(rect)
         if len(kept) >= max_labels:
             break
     index = np.array(sorted(kept), np.int64)
-    return LabelPlacement(index, np.array([kept[i][0] for i in index], np.float32), [kept[i][1] for i in index])
+    return LabelPlacement(index, np.array([kept[i][0] for i in index], np.float32),
+                          np.array([kept[i][1] for i in index], np.float32), [kept[i][2] for i in index])

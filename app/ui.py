@@ -35,6 +35,13 @@ CSS = """
 /* while a run goes, its progress bar replaces the status line: see-through, it was drawn over the greyed old text */
 #status > .wrap.translucent { background: var(--block-background-fill) !important; opacity: 1 !important;
   top: 0 !important; bottom: 0 !important; height: auto !important; }
+/* a dropdown's value ran under its arrow ("max over classe▾"): the input spans the arrow's place */
+.secondary-wrap input[role=combobox] { padding-right: 26px !important; text-overflow: ellipsis; }
+/* the image's label badge ran under the component's buttons on a phone: it ends before them */
+#input-image label[data-testid=block-label] { max-width: calc(100% - 72px); overflow: hidden; }
+#input-image label[data-testid=block-label] { white-space: nowrap; text-overflow: ellipsis; }
+#input-image label[data-testid=block-label] > span:first-child { flex-shrink: 0; }
+#walkthrough-open { width: fit-content !important; min-width: 0 !important; align-self: flex-start; padding: 4px 14px; }
 /* the image starts below the component's floating label badge, which covered the top of the preview */
 #input-image .upload-container.reduced-height { padding-top: 36px; box-sizing: border-box; }
 .compact-row { gap: 6px !important; }
@@ -44,6 +51,10 @@ CSS = """
 /* three checkboxes share a row: at the theme's size "ensemble" did not fit its column and was cut */
 #controls-col .compact-row .checkbox-container .label-text { font-size: 0.88em; }
 #play-row { align-items: center; }
+/* box labels over the image: a white outline under the (darkened, app.plotting.text_on_white) class colour, so a red
+   label reads on a reddish table; Plotly's textfont.shadow is CSS text-shadow, which Chromium does not draw on SVG */
+#denoise-plot .textpoint text, #results-plot .textpoint text, #compare-plot .textpoint text {
+  stroke: #fff; stroke-width: 3px; stroke-linejoin: round; paint-order: stroke; }
 #denoise-legend .dd-legend { display: flex; flex-wrap: wrap; gap: 4px 6px; align-items: center; font-size: 12px; }
 #denoise-legend .layer-toggle { display: inline-flex; align-items: center; gap: 5px; padding: 2px 8px; cursor: pointer;
   border: 1px solid #d1d5db; border-radius: 999px; background: white; font-size: 12px; color: #1f2937; }
@@ -61,6 +72,7 @@ CSS = """
   #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: hidden; }
   #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
   #controls-col > .phone-late { order: 2; }
+  #input-image label[data-testid=block-label] { font-size: 13px; }
   /* Every view's tab in sight, in two rows, instead of 5 of 7 behind Gradio's "more" menu. Gradio moves tabs into
      that menu when the widths of a hidden copy of the buttons add up to more than the row; the copy is made tiny so
      they all stay in the row, which wraps. Should Gradio still move some (another version), its menu shows. */
@@ -352,6 +364,14 @@ PAGE_JS = """() => {
   dd.attach();
 }"""
 
+# The walkthrough button opens or closes the sidebar with the sidebar's own toggle, then brings it into view.
+WALKTHROUGH_JS = """() => {
+  const sidebar = document.querySelector('#walkthrough-sidebar');
+  if (!sidebar) return [];
+  sidebar.querySelector('.toggle-button').click();
+  return [];
+}"""
+
 # Play / pause of the denoising slider, in the browser (no server call). Between two positions the boxes glide
 # slot by slot (an SVG layer over the plot, eased over TWEEN_MS, drawn from the figure's ``layout.meta.tween``):
 # x_t -> each head stage's prediction in turn (the caption names the stage) -> the shown stage -> x_{t-1} of the
@@ -550,11 +570,14 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
     with gr.Blocks(title="DiffusionDet Explorer", delete_cache=(1800, 3600), fill_width=True) as demo:
         gr.Markdown("# DiffusionDet Explorer\nWatch random boxes turn into detections, one DDIM step at a time — "
                     "on PROPS table-top scenes (10 YCB objects), with the centre-heatmap head of the PROPS paper.")
+        # the sidebar's own toggle is a small tab at the screen's edge, easy to miss on a phone (it starts closed there)
+        walkthrough_btn = gr.Button("Walkthrough (show / hide)", size="sm", variant="secondary",
+                                    elem_id="walkthrough-open")
         with gr.Sidebar(position="right", open=True, width=320, label="Walkthrough", elem_id="walkthrough-sidebar"):
             gr.Markdown(WALKTHROUGH, elem_id="walkthrough")
         with gr.Row(equal_height=False, elem_id="main-row"):
             with gr.Column(scale=1, min_width=330, elem_id="controls-col"):
-                image_in = SafeImage(label="Image (upload, webcam or paste)", type="filepath",
+                image_in = SafeImage(label="Image (upload, webcam, paste)", type="filepath",
                                      sources=["upload", "webcam", "clipboard"], height=260, elem_id="input-image",
                                      webcam_options=gr.WebcamOptions(mirror=False))
                 examples = explorer.example_paths()
@@ -758,6 +781,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
                         show_progress="hidden").then(
             explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run)
+        walkthrough_btn.click(None, None, None, js=WALKTHROUGH_JS)
         play_btn.click(None, None, None,
                        js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("STAGE_MS", str(STAGE_MS))
                        .replace("HOLD_MS", str(HOLD_MS)))

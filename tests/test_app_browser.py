@@ -507,6 +507,10 @@ def test_labels_in_the_final_view_do_not_overlap(page) -> None:
             overlap_x = min(la[2], lb[2]) - max(la[0], lb[0])
             overlap_y = min(la[3], lb[3]) - max(la[1], lb[1])
             assert overlap_x <= 1 or overlap_y <= 1, (la[4], lb[4])
+    # each label has a white outline under its text (Plotly's text-shadow is not drawn on SVG text in Chromium)
+    outline = page.evaluate("() => [...document.querySelectorAll('#denoise-plot .textpoint text')].map(e => {"
+                            " const cs = getComputedStyle(e); return [cs.stroke, cs.paintOrder, cs.strokeWidth]; })")
+    assert outline and all(o == ["rgb(255, 255, 255)", "stroke", "3px"] for o in outline), outline[:3]
     shot(page, "12_labels_threshold_0", "#denoise-plot")
     set_slider(page, "score-threshold", 0.3)
 
@@ -568,7 +572,21 @@ def test_phone_size_run(page, server) -> None:
     assert detect["y"] < plot["y"] < detect["y"] + 900 and plot["x"] + plot["width"] <= 390
     sidebar = small.locator("#walkthrough").bounding_box()
     assert sidebar is None or sidebar["x"] >= 380  # off screen to the right
+    # the image's label badge ends before the component's buttons, with its text whole (it ran under them)
+    badge = small.evaluate("""() => { const b = document.querySelector('#input-image [data-testid=block-label]');
+      const icons = document.querySelector('#input-image .icon-button-wrapper');
+      return [b.getBoundingClientRect().right, icons.getBoundingClientRect().left, b.scrollWidth, b.clientWidth]; }""")
+    assert badge[0] <= badge[1] and badge[2] <= badge[3], badge
     shot(small, "15_phone_first_view")
+    # the walkthrough button opens the walkthrough (the sidebar's own toggle is a small tab at the screen's edge)
+    small.locator("#walkthrough-open").tap()
+    small.wait_for_function("() => document.querySelector('#walkthrough-sidebar').classList.contains('open')")
+    small.wait_for_timeout(600)
+    opened = small.locator("#walkthrough").bounding_box()
+    assert opened["x"] >= 0 and opened["x"] + opened["width"] <= 390, opened
+    shot(small, "15_phone_walkthrough")
+    small.locator("#walkthrough-sidebar .toggle-button").tap()
+    small.wait_for_function("() => !document.querySelector('#walkthrough-sidebar').classList.contains('open')")
     small.locator("#detect-btn").tap()
     small.wait_for_function("() => document.querySelector('#status').innerText.includes('cached result')")
     small.locator("#denoise-plot").scroll_into_view_if_needed()
@@ -632,6 +650,12 @@ def test_phone_size_run(page, server) -> None:
     assert target["imageBottom"] <= target["barTop"] and target["barBottom"] <= target["chartTop"] <= \
         target["imageBottom"] + 100, target
     small.locator("#target-plot").screenshot(path=str(OUTPUT_DIR / "browser_18_phone_target.png"))
+    # the two dropdowns side by side: each value ends before its arrow ("max over classe▾" ran under it)
+    arrows = small.evaluate("""() => ['#target-class', '#profile-box'].map(id => {
+      const input = document.querySelector(id + ' input'), icon = document.querySelector(id + ' .icon-wrap');
+      const r = input.getBoundingClientRect(), pad = parseFloat(getComputedStyle(input).paddingRight);
+      return [r.right - pad, icon.getBoundingClientRect().left]; })""")
+    assert all(end <= left + 1 for end, left in arrows), arrows
     # the training view's panels stack, each legend clear of every panel's plot area; a run with the ten PROPS
     # classes, whose names at the desktop's slant ran into each other and past the left edge
     from diffdet.config import PROPS_CLASSES

@@ -325,11 +325,16 @@ def test_placed_labels_never_overlap_and_prefer_high_scores() -> None:
     assert 0 < len(kept) <= 15 and int(np.argmax(scores)) in kept
     px = 640 / P.LABEL_DRAWN_WIDTH
     rects = []
-    for i, x, position in zip(kept, placement.x, placement.position):
+    height = (P.LABEL_FONT_PX + 4) * px
+    for i, x, y, position in zip(kept, placement.x, placement.y, placement.position):
         width = (len(texts[i]) * P.LABEL_CHAR_PX + 4) * px
-        left = x - width if position == "top left" else x
-        assert x == (boxes[i, 2] if position == "top left" else boxes[i, 0])
-        rects.append((left, boxes[i, 1] - (P.LABEL_FONT_PX + 4) * px, left + width, boxes[i, 1]))
+        left = x - width if position.endswith("left") else x
+        assert x == (boxes[i, 2] if position.endswith("left") else boxes[i, 0])
+        inside = position.startswith("bottom")  # drawn inside the box, just under its top edge
+        assert y == pytest.approx(boxes[i, 1] + (P.LABEL_BORDER_PX * px if inside else 0))
+        top = y if inside else y - height
+        assert top >= 0 and inside == (boxes[i, 1] < height)
+        rects.append((left, top, left + width, top + height))
     for a in range(len(rects)):
         for b in range(a + 1, len(rects)):
             ra, rb = rects[a], rects[b]
@@ -347,6 +352,19 @@ def test_a_label_at_the_right_border_is_drawn_from_its_boxs_right_edge() -> None
     assert 640.0 - 6 * 640 / P.LABEL_DRAWN_WIDTH < placement.x[0] < 640.0
     inside = P.placed_labels(boxes - [[40, 0, 40, 0], [0, 0, 0, 0]], texts, np.array([0.91, 0.80]), image_width=640)
     assert inside.x[0] == 600.0  # away from the border a label still ends at its box's right edge
+
+
+def test_a_box_on_the_images_top_edge_is_labelled_inside_it() -> None:
+    # the largest object of example scene 1 (the cracker box) touches the top edge: its label used to be dropped
+    boxes = np.array([[250.0, 0.0, 460.0, 170.0], [300.0, 4.0, 340.0, 60.0], [40.0, 200.0, 120.0, 300.0]], np.float32)
+    texts = ["cracker_box 0.93", "mug 0.40", "sugar_box 0.80"]
+    placement = P.placed_labels(boxes, texts, np.array([0.93, 0.40, 0.80]), image_width=640)
+    assert placement.index.tolist() == [0, 2]  # the mug's label would cover the cracker box's: left to the hover
+    assert placement.position == ["bottom right", "top right"]
+    pad = P.LABEL_BORDER_PX * 640 / P.LABEL_DRAWN_WIDTH  # a few screen px below the image's top edge
+    assert placement.y.tolist() == pytest.approx([pad, 200.0]) and placement.x.tolist() == [250.0, 40.0]
+    below = P.placed_labels(boxes[:1] + [0, -30, 0, 0], texts[:1], np.array([0.93]), image_width=640)
+    assert below.y.tolist() == pytest.approx([pad]) and below.position == ["bottom right"]  # past the top: clamped
 
 
 def test_tracks_follow_only_surviving_proposals(image) -> None:
@@ -377,3 +395,23 @@ def test_denoise_figure_carries_its_legend_as_meta_not_as_plotly_legend(image) -
     assert "score < 0.2" in keys
     no_gt = denoising.denoise_figure(traj, image)
     assert "gt" not in [row["group"] for row in no_gt.layout.meta["layers"]]
+
+
+def test_labels_read_on_their_white_outline() -> None:
+    # WCAG contrast of every label colour against white >= 4.5, with the class colour's hue (channel ratios) kept
+    for k in range(len(P.PALETTE)):
+        box, text = P.class_colour(k), P.label_colour(k)
+        assert 1.05 / (P.relative_luminance(text) + 0.05) >= 4.5
+        rgb = [np.array([int(c.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)], float) for c in (box, text)]
+        assert np.allclose(rgb[1] / max(rgb[1].max(), 1), rgb[0] / rgb[0].max(), atol=0.03)
+    assert P.text_on_white("#4C78A8") == "#4C78A8"  # dark enough already: unchanged
+    assert P.relative_luminance("#FFFFFF") == 1.0 and P.relative_luminance("#000000") == 0.0
+
+
+def test_the_denoising_views_labels_use_the_readable_colours(image) -> None:
+    traj = support.make_trajectory(steps=2, stages=1, proposals=8)
+    fig = denoising.denoise_figure(traj, image, denoising.ViewOptions(score_threshold=0.0))
+    final = support.traces_at(fig, len(fig.layout.sliders[0].steps) - 1)
+    labels = [t for t in final if t["name"] == "labels"][0]
+    readable = {P.label_colour(k) for k in range(len(P.PALETTE))}
+    assert labels["textfont"]["color"] and set(labels["textfont"]["color"]) <= readable

@@ -19,7 +19,7 @@ from app.inputs import GroundTruth
 from app.plotting import (
     FAINT_COLOUR, FRESH_COLOUR, GT_COLOUR, HEATMAP_COLOUR, NOISE_COLOUR, OPACITY_EDGES, OPACITY_LEVELS,
     RENEW_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
-    label_strings, lines, make_figure, message_figure, opacity_level, placed_labels, rect_path, rgba,
+    label_colour, label_strings, lines, make_figure, message_figure, opacity_level, placed_labels, rect_path, rgba,
 )
 from app.views.convergence import convergence_figure
 from app.views.results import results_figure
@@ -89,11 +89,10 @@ def _scored_box_traces(
         placement = placed_labels(boxes[above], texts, scores[above], image_width)
         shown = above[placement.index]
         traces.append({
-            "type": "scatter", "mode": "text", "x": placement.x, "y": boxes[shown, 1],
+            "type": "scatter", "mode": "text", "x": placement.x, "y": placement.y,
             "text": [texts[j] for j in placement.index],
             "textposition": placement.position, "hoverinfo": "skip", "showlegend": False, "name": "labels",
-            "textfont": {"color": [class_colour(k) for k in labels[shown]], "size": 11, "shadow": "auto",
-                         "weight": 600},
+            "textfont": {"color": [label_colour(k) for k in labels[shown]], "size": 11, "weight": 600},
             "xaxis": axes[0], "yaxis": axes[1],
         })
     if len(boxes):

@@ -13,9 +13,9 @@ from diffdet.trajectory import Trajectory
 from diffdet.evaluate import Matching
 from app.inputs import GroundTruth
 from app.plotting import (
-    FN_COLOUR, FP_COLOUR, GT_COLOUR, TP_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes,
-    image_plot_height, iou_strings, label_strings, legend_key, legend_layout, lines, make_figure, placed_labels,
-    rect_path,
+    FN_COLOUR, FP_COLOUR, GT_COLOUR, TP_COLOUR, ImageSource, ViewOptions, box_centres, class_colour,
+    image_axes, image_plot_height, iou_strings, label_colour, label_strings, legend_key, legend_layout, lines,
+    make_figure, placed_labels, rect_path, text_on_white,
 )
 
 def results_figure(
@@ -68,16 +68,15 @@ def results_figure(
     if len(boxes):
         names = [str(class_names[int(k)]) for k in labels]
         if view.show_labels or view.show_scores:
-            colours = ([{"TP": TP_COLOUR, "ignored": GT_COLOUR}.get(s, FP_COLOUR) for s in status] if have_gt
-                       else [class_colour(k) for k in labels])
+            colours = ([text_on_white({"TP": TP_COLOUR, "ignored": GT_COLOUR}.get(s, FP_COLOUR)) for s in status]
+                       if have_gt else [label_colour(k) for k in labels])
             texts = label_strings(names, scores, view.show_labels, view.show_scores)
             placement = placed_labels(boxes, texts, scores, image.width)  # no colliding labels; hover names the rest
             pick = placement.index
-            data.append({"type": "scatter", "mode": "text", "x": placement.x, "y": boxes[pick, 1],
+            data.append({"type": "scatter", "mode": "text", "x": placement.x, "y": placement.y,
                          "text": [texts[i] for i in pick], "textposition": placement.position, "hoverinfo": "skip",
                          "showlegend": False, "name": "labels",
-                         "textfont": {"color": [colours[i] for i in pick], "size": 11, "shadow": "auto",
-                                      "weight": 600}})
+                         "textfont": {"color": [colours[i] for i in pick], "size": 11, "weight": 600}})
         centres = box_centres(boxes)
         iou_text = iou_strings(best_iou, len(boxes))
         rows = [[names[i], float(scores[i]), iou_text[i], str(status[i]) if have_gt else "no ground truth", i]
