@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import hex_to_rgb
 from PIL import Image
 
 
@@ -59,24 +60,22 @@ def class_colour(label: int) -> str:
 
 def relative_luminance(hex_colour: str) -> float:
     """WCAG 2 relative luminance of a "#RRGGBB" colour, 0 (black) to 1 (white)."""
-    value = hex_colour.lstrip("#")
-    srgb = np.array([int(value[i:i + 2], 16) for i in (0, 2, 4)], np.float64) / 255.0
+    srgb = np.asarray(hex_to_rgb(hex_colour), np.float64) / 255.0
     linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
     return float(linear @ [0.2126, 0.7152, 0.0722])
 
 
-LABEL_CONTRAST = 4.5  # WCAG AA for normal text: a label against its white halo
+LABEL_CONTRAST = 4.5  # WCAG AA for normal text: a label against its white outline
 
 
 def text_on_white(hex_colour: str) -> str:
-    """``hex_colour`` darkened (same hue, every channel scaled down) until it has ``LABEL_CONTRAST`` against white,
-    for text the page draws with a white outline (``app.ui.CSS``; Plotly's ``textfont.shadow`` is CSS text-shadow,
-    which Chromium does not draw on SVG text): a red label did not read on a reddish table, and on the outline the
-    palette's yellow, pink and light grey would not."""
-    value = hex_colour.lstrip("#")
-    rgb = np.array([int(value[i:i + 2], 16) for i in (0, 2, 4)], np.float64)
+    """``hex_colour`` darkened (same hue, every channel scaled down) until its WCAG contrast against white is at
+    least ``LABEL_CONTRAST``, for text the page draws with a white outline (``app.ui.CSS``; Plotly's
+    ``textfont.shadow`` is CSS text-shadow, which Chromium does not draw on SVG text): a red label did not read on a
+    reddish table, and on the outline the palette's yellow, pink and light grey would not."""
+    rgb = np.asarray(hex_to_rgb(hex_colour), np.float64)
     colour, scale = hex_colour.upper(), 1.0
-    while (1.05 / (relative_luminance(colour) + 0.05)) < LABEL_CONTRAST:
+    while 1.05 / (relative_luminance(colour) + 0.05) < LABEL_CONTRAST:
         scale -= 0.02
         colour = "#" + "".join(f"{int(round(c * scale)):02X}" for c in rgb)
     return colour
@@ -89,8 +88,7 @@ def label_colour(label: int) -> str:
 
 
 def rgba(hex_colour: str, alpha: float) -> str:
-    value = hex_colour.lstrip("#")
-    r, g, b = (int(value[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = hex_to_rgb(hex_colour)
     return f"rgba({r},{g},{b},{alpha:.2f})"
 
 
