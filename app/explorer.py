@@ -115,6 +115,17 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             return None
         return self._example_by_digest.get(self._digest(image_path))
 
+    def _default_stages(self) -> int:
+        """The default checkpoint's head stage count (the Head stage slider's maximum); 1 when it cannot be read."""
+        try:
+            return self.config(self.default_checkpoint(), None).num_stages
+        except (InputError, ValueError, OSError):
+            return 1
+
+    def url_example(self, image_path: str | None) -> str:
+        """``example_name`` for the page's address: "" for an image that is not one of the examples."""
+        return self.example_name(image_path) or ""
+
     def checkpoint_choices(self) -> list[str]:
         return list_checkpoints(self.checkpoint_dir)
 
@@ -399,12 +410,17 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 
     def from_url(self, request: gr.Request | None = None) -> tuple:
         """The view a shared link asks for (``?example=scene_03.jpg&steps=10&eta=0&renewal=0&proposals=50&seed=0
-        &threshold=0.3&pos=4&lw=2&labels=1&scores=1&gt=1&tracks=1``): the image (an example, by name), the sampler
-        and display controls, then the slider position (``hide=`` names hidden layers; the page applies it).
-        Parameters that are missing, unknown or out of range are left at the page's defaults: a link never fails."""
+        &threshold=0.3&pos=4&lw=2&labels=1&scores=1&gt=1&tracks=1&stage=4``): the image (an example, by name; a
+        name that is none of them shows the first example, with a warning), the sampler and display controls (head
+        stage up to the default checkpoint's stage count), then the slider position (``hide=`` names hidden layers;
+        the page applies it). Parameters that are missing, unknown or out of range are left at the page's defaults:
+        a link never fails."""
         query = dict(request.query_params) if request is not None and request.query_params else {}
         examples = {p.name: p for p in self.example_paths()}
         image = str(examples[query["example"]]) if query.get("example") in examples else self.first_image()
+        if query.get("example") and query["example"] not in examples:
+            gr.Warning(f"This link names the image {query['example']!r}, which is not one of the examples: the first "
+                       "example is shown instead (a link carries examples only, not an uploaded image).")
 
         def read(key: str, low: float, high: float, integer: bool = False) -> Any:
             try:
@@ -417,7 +433,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
 
         return (image, read("steps", 1, 20, True), read("eta", 0, 1), flag("renewal"), read("proposals", 1, 500, True),
                 read("seed", 0, 2**31 - 1, True), read("threshold", 0, 1), read("pos", 0, 10_000, True),
-                read("lw", 0.5, 6), flag("labels"), flag("scores"), flag("gt"), flag("tracks"))
+                read("lw", 0.5, 6), flag("labels"), flag("scores"), flag("gt"), flag("tracks"),
+                read("stage", 1, self._default_stages(), True))
 
     def predict_api(self, image_path: str | None, checkpoint: str | None, steps: Any, seed: Any, proposals: Any,
                     eta: Any, heatmap_init: Any, score_threshold: Any) -> tuple[dict, str]:

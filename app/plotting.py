@@ -258,7 +258,8 @@ LABEL_BORDER_PX = 3      # screen px between a label's end and the image's right
 
 
 class LabelPlacement(NamedTuple):
-    """Where ``placed_labels`` draws labels: ``index`` (np.ndarray[M] int64, ascending) the boxes labelled, ``x``
+    """Where ``placed_labels`` draws labels: ``index`` (np.ndarray[M] int64, best score first: the page drops later
+    labels that overlap earlier ones where the image is drawn narrower than assumed) the boxes labelled, ``x``
     and ``y`` (np.ndarray[M]) each label's anchor in image pixels on its box's top edge (clamped into the image; a
     label drawn inside its box is anchored ``LABEL_BORDER_PX`` screen px below that edge),
     ``position`` (M Plotly ``textposition`` values): "top right" from the box's left edge, or "top left" from its
@@ -301,6 +302,6 @@ def placed_labels(boxes_xyxy: np.ndarray, texts: Sequence[str], scores: np.ndarr
         rects.append(rect)
         if len(kept) >= max_labels:
             break
-    index = np.array(sorted(kept), np.int64)
+    index = np.array(list(kept), np.int64)  # in the order kept: best score first
     return LabelPlacement(index, np.array([kept[i][0] for i in index], np.float32),
                           np.array([kept[i][1] for i in index], np.float32), [kept[i][2] for i in index])

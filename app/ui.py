@@ -88,14 +88,15 @@ CSS = """
 
 # The page's URL follows the view (example, settings, slider position), so the address bar is a link to it. The
 # settings part is set after each run; the slider position is added when the denoising plot changes (below).
-URL_JS = """(image, steps, eta, renewal, proposals, seed, threshold, lw, labels, scores, gt, tracks) => {
-  const name = image && (image.orig_name || (image.path || '').split('/').pop());
+# ``example`` is the example the server recognised in the image (by its bytes, ``Explorer.example_name``), empty for
+# an uploaded image of one's own: such a link cannot carry the image, so it names none.
+URL_JS = """(example, steps, eta, renewal, proposals, seed, threshold, lw, labels, scores, gt, tracks, stage) => {
   const params = new URLSearchParams();
-  if (name) params.set('example', name);
+  if (example) params.set('example', example);
   params.set('steps', steps); params.set('eta', eta); params.set('renewal', renewal ? 1 : 0);
   params.set('proposals', proposals); params.set('seed', seed); params.set('threshold', threshold);
   params.set('lw', lw); params.set('labels', labels ? 1 : 0); params.set('scores', scores ? 1 : 0);
-  params.set('gt', gt ? 1 : 0); params.set('tracks', tracks ? 1 : 0);
+  params.set('gt', gt ? 1 : 0); params.set('tracks', tracks ? 1 : 0); params.set('stage', stage);
   window.__ddParams = params;
   if (window.__dd) window.__dd.writeUrl();
   return [];
@@ -314,6 +315,23 @@ PAGE_JS = """() => {
   };
   // Plotly labels every k-th slider position, k from the widest label and the spacing; on a phone k = 3 left the
   // last position ("final") unlabelled. Smaller label text until it is labelled (10 px does it at 390 px).
+  // Box labels are placed by the server for an image drawn at least LABEL_DRAWN_WIDTH px wide; drawn narrower (a
+  // phone), the same 11 px labels cover more of the image and ran into each other. After each draw the labels (best
+  // score first) are shown only where they do not overlap one already shown; the hover still names every box.
+  dd.declutter = (gd) => {
+    const texts = [];
+    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
+      if (t && t.name === 'labels') g.querySelectorAll('.textpoint text').forEach(e => texts.push(e)); });
+    texts.forEach(e => { e.style.display = ''; });
+    const kept = [];
+    for (const e of texts) {
+      if (!e.textContent.trim()) continue;
+      const r = e.getBoundingClientRect();
+      if (kept.some(k => r.left < k.right && k.left < r.right && r.top < k.bottom && k.top < r.bottom)) {
+        e.style.display = 'none';
+      } else kept.push(r);
+    }
+  };
   dd.labelFinal = (gd) => {
     const S = gd._fullLayout && gd._fullLayout.sliders && gd._fullLayout.sliders[0];
     if (!S || !S._dims || (S._stepCount - 1) % S._dims.labelStride === 0) return;
@@ -342,6 +360,7 @@ PAGE_JS = """() => {
       if (!gd || gd.__ddAttached || !gd.on) continue;
       gd.__ddAttached = true;
       const after = () => {
+        if (id === 'denoise-plot' || id === 'results-plot' || id === 'compare-plot') dd.declutter(gd);
         if (id === 'denoise-plot') {
           dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
           if (dd.playPending && gd.layout.sliders && gd.layout.sliders.length) {  // Play was pressed before the view
@@ -753,8 +772,14 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         detect_inputs = image_gt + model + sampler + display + [min_radius, rho, heat_class, heat_mode, target_class]
         detect_outputs = [status, denoise_plot, stats_plot, heat_plot, target_plot, results_plot, det_table,
                           metrics_md, downloads, traj_store, profile_box, convergence_plot]
-        url_inputs = [image_in, steps, eta, renewal, proposals, seed, score_threshold, line_width, show_labels,
-                      show_scores, show_gt, show_tracks]
+        url_example = gr.Textbox(visible=False, elem_id="url-example")  # the example in the image, for the URL
+        url_inputs = [url_example, steps, eta, renewal, proposals, seed, score_threshold, line_width, show_labels,
+                      show_scores, show_gt, show_tracks, stage]
+
+        def then_url(event: Any) -> Any:
+            """After a run: which example the image is (none for an upload), then the address follows the view."""
+            return event.then(explorer.url_example, image_in, url_example, api_visibility="private",
+                              show_progress="hidden").then(None, url_inputs, None, js=URL_JS)
         model_event = {"concurrency_limit": 1, "concurrency_id": "model"}
         cheap = {"concurrency_limit": None, "show_progress": "hidden", "trigger_mode": "always_last"}
         # A page run shows its progress in the status line only: on every output, Gradio blanked the figures for the
@@ -764,23 +789,23 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # The page's Detect keeps the previous views when a run fails (message in the status line); API clients
         # of /detect get the error itself.
         page_detect_inputs = detect_inputs + [position]  # + Gradio's progress tracker (see Explorer.detect_or_explain)
-        detect_btn.click(explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private",
-                         **page_run).then(None, url_inputs, None, js=URL_JS)
+        then_url(detect_btn.click(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
+                                  api_visibility="private", **page_run))
         api_detect_btn.click(explorer.detect, detect_inputs, detect_outputs, api_name="detect", **model_event)
-        image_in.change(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
-                        api_visibility="private", **page_run).then(
-            lambda: None, None, position, api_visibility="private", show_progress="hidden").then(
-            None, url_inputs, None, js=URL_JS)
+        then_url(image_in.change(explorer.detect_or_explain, page_detect_inputs, detect_outputs,
+                                 api_visibility="private", **page_run).then(
+            lambda: None, None, position, api_visibility="private", show_progress="hidden"))
         api_btn.click(explorer.predict_api, [image_in, checkpoint, steps, seed, proposals, eta, heatmap_init,
                                              score_threshold], [api_json, api_file], api_name="predict",
                       **model_event)
         preset_outputs = [steps, eta, renewal, proposals]
-        teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
-                        show_progress="hidden").then(
-            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run)
-        paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
-                        show_progress="hidden").then(
-            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run)
+        # the presets change the sampler settings, so the address follows them too (it kept the previous ones)
+        then_url(teach_btn.click(explorer.teaching_preset, model, preset_outputs, api_visibility="private",
+                                 show_progress="hidden").then(
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run))
+        then_url(paper_btn.click(explorer.paper_preset, model, preset_outputs, api_visibility="private",
+                                 show_progress="hidden").then(
+            explorer.detect_or_explain, page_detect_inputs, detect_outputs, api_visibility="private", **page_run))
         walkthrough_btn.click(None, None, None, js=WALKTHROUGH_JS)
         play_btn.click(None, None, None,
                        js=PLAY_JS.replace("TWEEN_MS", str(TWEEN_MS)).replace("STAGE_MS", str(STAGE_MS))
@@ -836,7 +861,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # A shared link (``?example=...&steps=...&pos=...``) sets the image, the controls and the slider position
         # first; without one the first example opens with the defaults.
         demo.load(explorer.from_url, None, [image_in, steps, eta, renewal, proposals, seed, score_threshold, position,
-                                            line_width, show_labels, show_scores, show_gt, show_tracks],
+                                            line_width, show_labels, show_scores, show_gt, show_tracks, stage],
                   api_visibility="private", show_progress="hidden")
         demo.load(None, None, None, js=PAGE_JS)
     return demo

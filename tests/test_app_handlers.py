@@ -315,22 +315,33 @@ def test_a_shared_link_sets_image_controls_and_position(explorer: Explorer) -> N
 
     link = SimpleNamespace(query_params={"example": "scene_01.jpg", "steps": "7", "eta": "0.5", "renewal": "1",
                                          "proposals": "30", "seed": "3", "threshold": "0.6", "pos": "4", "lw": "3.5",
-                                         "labels": "0", "scores": "1", "gt": "0", "tracks": "0"})
-    (image, steps, eta, renewal, proposals, seed, threshold, pos, lw, labels, scores, gt,
-     tracks) = explorer.from_url(link)
+                                         "labels": "0", "scores": "1", "gt": "0", "tracks": "0", "stage": "2"})
+    (image, steps, eta, renewal, proposals, seed, threshold, pos, lw, labels, scores, gt, tracks,
+     stage) = explorer.from_url(link)
     assert image.endswith("scene_01.jpg") and steps["value"] == 7 and eta["value"] == 0.5
     assert renewal["value"] is True and proposals["value"] == 30 and seed["value"] == 3
     assert threshold["value"] == 0.6 and pos["value"] == 4
     # the display settings too
     assert lw["value"] == 3.5 and labels["value"] is False and scores["value"] is True
-    assert gt["value"] is False and tracks["value"] is False
-    # a broken link is ignored, never an error
+    assert gt["value"] is False and tracks["value"] is False and stage["value"] == 2
+    # a broken link is ignored, never an error; an image that is none of the examples is said so
     bad = SimpleNamespace(query_params={"example": "../../etc/passwd", "steps": "999", "eta": "x", "pos": "-1",
-                                        "lw": "99", "labels": "yes"})
-    image, steps, eta, *_, pos, lw, labels, _, _, _ = explorer.from_url(bad)
+                                        "lw": "99", "labels": "yes", "stage": "99"})
+    with pytest.warns(UserWarning, match="not one of the examples"):
+        image, steps, eta, *_, pos, lw, labels, _, _, _, stage = explorer.from_url(bad)
     assert image.endswith("scene_00.jpg") and "value" not in steps and "value" not in eta and "value" not in pos
-    assert "value" not in lw and "value" not in labels
+    assert "value" not in lw and "value" not in labels and "value" not in stage
     assert explorer.from_url(None)[0].endswith("scene_00.jpg")
+
+
+def test_the_address_names_an_example_only_for_an_examples_bytes(explorer: Explorer, example: str,
+                                                                   tmp_path: Path) -> None:
+    renamed = tmp_path / "my_photo.jpg"  # an example's bytes under another name: still that example
+    renamed.write_bytes(Path(example).read_bytes())
+    assert explorer.url_example(example) == Path(example).name == explorer.url_example(str(renamed))
+    own = tmp_path / "scene_03.jpg"  # an image of one's own named like an example: not that example
+    own.write_bytes(Path(example).read_bytes()[:-100] + bytes(100))
+    assert explorer.url_example(str(own)) == "" and explorer.url_example(None) == ""
 
 
 def test_app_runs_class_agnostic_nms(explorer: Explorer) -> None:
