@@ -53,11 +53,21 @@ class LRU:
                 self._data.move_to_end(key)
                 return self._data[key]
         value = load()
+        self.put(key, value)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` under ``key`` (the most recently used), dropping the least recently used beyond capacity."""
         with self._lock:
             self._data[key] = value
+            self._data.move_to_end(key)
             while len(self._data) > self.capacity:
                 self._data.popitem(last=False)
-        return value
+
+    def peek(self, key: Any, default: Any = None) -> Any:
+        """The value under ``key`` without loading or reordering; ``default`` when absent."""
+        with self._lock:
+            return self._data.get(key, default)
 
 
 def file_key(path: str | os.PathLike) -> tuple:

@@ -26,6 +26,8 @@ import gradio as gr
 import numpy as np
 import torch
 
+from gradio.context import LocalContext
+
 from diffdet.config import DiffDetConfig
 from diffdet.inference import SamplerOptions
 from diffdet.trajectory import Trajectory
@@ -50,6 +52,9 @@ from app.views.target import TargetHandlers
 from app.views.training import TrainingHandlers
 
 
+REPEAT_S = 1.0  # a page run repeating the same session's previous one this soon after its end is dropped
+
+
 def step_reporter(progress: Any) -> Any:
     """An ``on_step(done, steps)`` for ``RunCache.run`` that moves ``progress`` (a ``gr.Progress``) one DDIM step at
     a time, with the time left estimated from the time per step measured after the first one (the first also
@@ -68,6 +73,7 @@ def step_reporter(progress: Any) -> Any:
 
     return on_step
 
+
 class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandlers, CompareHandlers,
                TrainingHandlers):
     """State shared by all sessions (caches, folders) and every handler of the app."""
@@ -85,6 +91,7 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         self._trajectories = LRU(16)
         self._configs = LRU(8)
         self._digests = LRU(256)
+        self._last_page_run = LRU(1024)  # per browser session: (its inputs, when it ended), see ``detect_or_explain``
         self._example_by_digest = {self._digest(p): p.name for p in self.example_paths()}
         self._example_annotations = self._read_example_annotations()
 
@@ -322,12 +329,23 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         progress = args[-1] if args and isinstance(args[-1], gr.Progress) else None
         if progress is not None:
             args = args[:-1]
+        # Gradio's Image reports one upload as two changes (its uploader sets the value, then reports the change
+        # again): the same run was made twice and a bad upload warned twice. A run asking exactly what the same
+        # browser session's previous run asked, and starting within REPEAT_S of its end, changes nothing.
+        session = getattr(LocalContext.request.get(None), "session_hash", None)
+        key = (session, repr(args))
+        last = self._last_page_run.peek(session) if session else None
+        if last is not None and last[0] == key and time.monotonic() - last[1] < REPEAT_S:
+            return (gr.skip(),) * 12
         try:
             return self.detect(*args, progress=progress)  # guarded: every failure arrives as a gr.Error
         except gr.Error as exc:
             gr.Warning(exc.message)
             kept = " The views still show the previous run." if args and args[0] else ""
             return (f"⚠️ **Cannot run:** {exc.message}{kept}",) + (gr.skip(),) * 11
+        finally:
+            if session:
+                self._last_page_run.put(session, (key, time.monotonic()))
 
     def empty_outputs(self, message: str) -> tuple:
         empty = message_figure(re.sub(r"[*`]", "", message))

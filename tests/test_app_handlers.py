@@ -386,3 +386,29 @@ def test_progress_is_reported_per_ddim_step_with_the_time_left(explorer: Explore
     again = RecordingProgress()
     explorer.detect_or_explain(example, None, True, CHECKPOINT_NAME, None, *args.values(), None, again)
     assert again.calls == []
+
+
+def test_a_page_run_repeated_at_once_by_the_same_session_changes_nothing(explorer: Explorer, example: str,
+                                                                          tmp_path: Path) -> None:
+    # Gradio's Image reports one upload as two changes: a bad upload was run and warned about twice
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"not an image" * 100)
+    args = (str(bad), None, True, CHECKPOINT_NAME, None, *{**SAMPLER, **DISPLAY, **VIEWS}.values())
+    token = LocalContext.request.set(SimpleNamespace(session_hash="session-a"))
+    try:
+        with pytest.warns(UserWarning, match="not an image"):
+            first = explorer.detect_or_explain(*args)
+        assert "Cannot run" in first[0]
+        again = explorer.detect_or_explain(*args)  # the second report of the same upload: nothing, no warning
+        assert all(v == gr.skip() for v in again)
+        LocalContext.request.set(SimpleNamespace(session_hash="session-b"))  # another visitor is answered
+        with pytest.warns(UserWarning, match="not an image"):
+            assert "Cannot run" in explorer.detect_or_explain(*args)[0]
+    finally:
+        LocalContext.request.reset(token)
+    with pytest.warns(UserWarning, match="not an image"):  # outside a page session (no request): it runs
+        assert "Cannot run" in explorer.detect_or_explain(*args)[0]
