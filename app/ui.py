@@ -50,7 +50,12 @@ CSS = """
 #controls-col input[type=checkbox]:not(:checked) { border: 1.5px solid #6b7280 !important; }
 /* three checkboxes share a row: at the theme's size "ensemble" did not fit its column and was cut */
 #controls-col .compact-row .checkbox-container .label-text { font-size: 0.88em; }
-#play-row { align-items: center; }
+/* Play stays in sight while one scrolls down to watch (the button, the whole image and its slider did not fit on a
+   laptop's screen together, and a phone scrolled Pause away) */
+#play-row { align-items: center; position: sticky; top: 0; z-index: 20; background: var(--body-background-fill);
+  padding: 4px 0; }
+/* (sticky needs no scroll container in between: Gradio's "overflow: hidden" made one; "clip" cuts the same) */
+.gradio-container { overflow: clip !important; }
 /* box labels over the image: a white outline under the (darkened, app.plotting.text_on_white) class colour, so a red
    label reads on a reddish table; Plotly's textfont.shadow is CSS text-shadow, which Chromium does not draw on SVG */
 #denoise-plot .textpoint text, #results-plot .textpoint text, #compare-plot .textpoint text {
@@ -69,10 +74,12 @@ CSS = """
 @media (max-width: 768px) {
   #main-row { flex-direction: column; flex-wrap: nowrap; }
   #controls-col { display: contents; }
-  #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: hidden; }
+  #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: clip; }
   #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
   #controls-col > .phone-late { order: 2; }
   #input-image label[data-testid=block-label] { font-size: 13px; }
+  /* closed, the sidebar's toggle is a small tab over the page's top-right corner; the Walkthrough button opens it */
+  #walkthrough-sidebar:not(.open) .toggle-button { display: none; }
   /* Every view's tab in sight, in two rows, instead of 5 of 7 behind Gradio's "more" menu. Gradio moves tabs into
      that menu when the widths of a hidden copy of the buttons add up to more than the row; the copy is made tiny so
      they all stay in the row, which wraps. Should Gradio still move some (another version), its menu shows. */

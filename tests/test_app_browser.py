@@ -208,6 +208,17 @@ def test_the_image_clip_follows_the_address_after_scrubbing(page) -> None:
         assert not stale, f"clip paths point at another address than {refs['page']}: {stale[:2]}"
 
 
+def test_play_stays_in_sight_while_one_scrolls_down_to_watch(page) -> None:
+    # with the figure scrolled up to its slider, Play (above the figure) went off screen
+    page.evaluate("() => window.scrollBy(0, document.querySelector('#denoise-plot').getBoundingClientRect().top + 150)")
+    page.wait_for_timeout(200)
+    box = page.evaluate("() => { const b = document.querySelector('#play-btn').getBoundingClientRect();"
+                        " const p = document.querySelector('#denoise-plot').getBoundingClientRect();"
+                        " return [b.top, b.bottom, p.top, window.innerHeight]; }")
+    assert box[2] < -100 and 0 <= box[0] and box[1] <= box[3], box  # figure's top scrolled away, Play in sight
+    page.evaluate("() => window.scrollTo(0, 0)")
+
+
 def test_play_advances_the_step_and_stops_at_the_end(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 0])
     page.locator("#play-btn").click()

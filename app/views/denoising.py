@@ -252,7 +252,7 @@ def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, st
     if view.classes_shown is not None:
         used &= set(view.classes_shown)
     keys = [("━━", class_colour(k), traj.class_names[k]) for k in sorted(used)]
-    keys.append(("━━", "#9CA3AF", f"score < {OPACITY_EDGES[0]:g}"))
+    keys.append(("━━", "#9CA3AF", f"any class, score < {OPACITY_EDGES[0]:g} (faint grey)"))
     if traj.renewed is not None and traj.renewed.any():
         keys.append(("✕", RENEW_COLOUR, "renewed after this step"))
     return keys
