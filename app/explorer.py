@@ -298,11 +298,13 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
             gr.Warning(note)
         folder = self._new_output_folder()
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(image_path).stem)[:60] or "image"
-        npz_path = folder / f"{stem}_trajectory.npz"
+        # what a file holds comes first in its name: a phone's file list cuts long names in the middle
+        # ("scene_01… .json" twice)
+        npz_path = folder / f"trajectory_{stem}.npz"
         traj.save_npz(npz_path)
-        json_path = folder / f"{stem}_trajectory.json"
+        json_path = folder / f"trajectory_{stem}.json"
         traj.to_json(json_path)
-        coco_path = folder / f"{stem}_detections_coco.json"
+        coco_path = folder / f"detections_coco_{stem}.json"
         coco_path.write_text(coco_json(traj, Path(image_path).name))
         source = self._image_sources.get(file_key(image_path) + (False,), lambda: ImageSource.from_array(image))
         light = self._image_sources.get(file_key(image_path) + (True,),

@@ -415,3 +415,20 @@ def test_the_denoising_views_labels_use_the_readable_colours(image) -> None:
     labels = [t for t in final if t["name"] == "labels"][0]
     readable = {P.label_colour(k) for k in range(len(P.PALETTE))}
     assert labels["textfont"]["color"] and set(labels["textfont"]["color"]) <= readable
+
+
+def test_the_ground_truth_stays_a_thin_reference_at_any_line_width(image) -> None:
+    traj = support.make_trajectory(steps=2, stages=1, proposals=6)
+    gt = np.array([[10.0, 10.0, 60.0, 60.0]], np.float32)
+    for lw, expected in ((1.0, 1.0), (2.0, 1.5), (6.0, denoising.GT_MAX_WIDTH)):
+        fig = denoising.denoise_figure(traj, image, denoising.ViewOptions(line_width=lw), gt_boxes=gt)
+        line = [t for t in fig.data if t.name == "ground truth"][0]
+        assert line.line.width == pytest.approx(expected)
+
+
+def test_the_step_chart_counts_boxes_in_whole_numbers() -> None:
+    traj = support.make_trajectory(steps=3, stages=1, proposals=6)
+    few = denoising.step_stats_figure(traj, score_threshold=0.99)  # at most a box or two per step
+    assert few.layout.yaxis.dtick == 1 and few.layout.yaxis.tickformat == "d"
+    many = denoising.step_stats_figure(support.make_trajectory(steps=3, stages=1, proposals=40), 0.0)
+    assert many.layout.yaxis.dtick is None and many.layout.yaxis.tickformat == "d"  # Plotly's own spacing

@@ -61,7 +61,7 @@ def test_detect_builds_every_view(run: tuple) -> None:
     assert isinstance(table.data if hasattr(table, "data") else table, pd.DataFrame)
     assert "true positive" in metrics and "COCO AP" in metrics
     names = sorted(Path(p).name for p in downloads)
-    assert names == ["scene_00_detections_coco.json", "scene_00_trajectory.json", "scene_00_trajectory.npz"]
+    assert names == ["detections_coco_scene_00.json", "trajectory_scene_00.json", "trajectory_scene_00.npz"]
     coco = json.loads(Path(downloads[0]).read_text())
     assert coco["categories"][0]["name"] == TINY.class_names[0] and coco["images"][0]["width"] == 128
     traj_json = json.loads(Path(downloads[1]).read_text())

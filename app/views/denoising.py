@@ -50,6 +50,9 @@ def positions(traj: Trajectory, stage: int = -1) -> list[Position]:
 
 
 
+GT_MAX_WIDTH = 2.0  # px of the dashed ground-truth line (its white halo is 2 px wider)
+
+
 def _scored_box_traces(
     boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], view: ViewOptions,
     axes: tuple[str, str], hover_rows: list[list], hover_template: str, box_ids: np.ndarray,
@@ -226,7 +229,9 @@ def _panel(
     static: list[dict] = [image.trace(*axes)]
     if view.show_gt and gt_boxes is not None and len(gt_boxes):
         xs, ys = rect_path(gt_boxes)
-        width = max(1.0, view.line_width * 0.75)
+        # a reference, not the subject: at line width 6 the ground truth's heavy dashes hid the (thin, low-score)
+        # early predictions under them, so it stops growing at GT_MAX_WIDTH
+        width = min(max(1.0, view.line_width * 0.75), GT_MAX_WIDTH)
         static.append(lines(xs, ys, "rgba(255,255,255,0.85)", width + 2, name="ground truth halo", axes=axes,
                             legendgroup="gt"))
         static.append(lines(xs, ys, GT_COLOUR, width, name="ground truth", dash="dash", axes=axes, legendgroup="gt"))
@@ -503,10 +508,14 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     if traj.renewed is not None and traj.renewed.any():  # without renewal, no bars and no legend entry
         data.append({"type": "bar", "x": steps, "y": traj.renewed.sum(axis=1), "name": "renewed after step",
                      "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
+    renewed = traj.renewed.sum(axis=1) if traj.renewed is not None else np.zeros(traj.num_steps, np.int64)
+    counts_max = int(max(above.max(initial=0), renewed.max(initial=0)))
     layout = {
         "height": 260, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 40},
         "xaxis": {"title": {"text": "DDIM step"}, "dtick": 1, "showgrid": False},
-        "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee"},
+        "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee", "tickformat": "d",
+                  # counts: whole-number ticks (Plotly put 0.2, 0.4 ... under a count of 1)
+                  **({"dtick": 1, "range": [0, max(counts_max, 1) * 1.05]} if counts_max <= 5 else {})},
         "yaxis2": {"title": {"text": "score"}, "overlaying": "y", "side": "right", "range": [0, 1],
                    "showgrid": False},
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
