@@ -263,6 +263,10 @@ def test_training_figure() -> None:
     assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
     empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())
+    # the loss axis: decades labelled when the curves span one or more (2, 10, 5, 2, 1, 5, ... was one axis's labels)
+    assert fig.layout.yaxis.dtick is None  # 0.5 to 2: within a decade, Plotly's own ticks
+    wide = training.training_figure(rows + [{"iter": 200, "loss": 0.05, "loss_ce": 0.01}])
+    assert wide.layout.yaxis.dtick == 1 and wide.layout.yaxis.minor.dtick == "D1"
 
 
 def test_denoising_figure_of_a_realistic_run_stays_small(image) -> None:

@@ -63,6 +63,9 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
                      # the total first: it is the boldest curve, and the legend box scrolls
                      "legendrank": 1 if key in totals else 1000,
                      "visible": "legendonly" if per_stage else True})
+    shown = [y for t in data if t["visible"] is True for y in t["y"]]
+    if shown and max(shown) / min(shown) >= 10:  # labels at the decades only: Plotly also labelled 2 and 5 in each
+        layout["yaxis"].update(dtick=1, minor={"dtick": "D1", "showgrid": True, "gridcolor": "#f3f3f3"})  # (2,10,5,2,1)
     for key, colour in (("AP", "#E45756"), ("AP50", "#4C78A8"), ("AP75", "#54A24B")):
         pts = [(r["iter"], float(r["eval"][key]) * scale) for r in evals
                if isinstance(r["eval"].get(key), (int, float))]
