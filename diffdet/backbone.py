@@ -147,8 +147,9 @@ class EfficientNetLite0Body(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self.return_after = (2, 4, 10, 15)
         self.out_channels = [24, 40, 112, 320]
-        # Frozen like the ResNet: the stem, and the blocks up to the first returned level per frozen stage.
-        frozen_upto = ([-1] + list(self.return_after))[frozen_stages]
+        # Frozen like the ResNet: the stem, and the blocks up to the first returned level per frozen stage (4 and the
+        # config's 5 both freeze the whole trunk; 5 raised IndexError here).
+        frozen_upto = ([-1] + list(self.return_after))[min(frozen_stages, len(self.return_after))]
         for module in [self._conv_stem, self._bn0, *self._blocks[: frozen_upto + 1]]:
             module.requires_grad_(False)
 

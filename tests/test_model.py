@@ -217,3 +217,15 @@ def test_resnet_with_folded_batch_norm_matches_the_module_by_module_forward(dept
         got = body(x)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
+
+
+@pytest.mark.parametrize("frozen_stages, trainable_blocks", [(3, 5), (4, 0), (5, 0)])
+def test_efficientnet_frozen_stages_up_to_the_configs_maximum(frozen_stages, trainable_blocks):
+    # 5 is in the config's range (as the ResNet's "everything"): it raised IndexError for EfficientNet-Lite0
+    from diffdet.backbone import EfficientNetLite0Body, ResNetBody
+
+    body = EfficientNetLite0Body(frozen_stages)
+    trainable = [b for b in body._blocks if any(p.requires_grad for p in b.parameters())]
+    assert len(trainable) == trainable_blocks and not body._conv_stem.weight.requires_grad
+    if frozen_stages == 5:
+        assert not any(p.requires_grad for p in ResNetBody(18, frozen_stages).parameters())
