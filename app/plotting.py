@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -68,6 +69,7 @@ def relative_luminance(hex_colour: str) -> float:
 LABEL_CONTRAST = 4.5  # WCAG AA for normal text: a label against its white outline
 
 
+@lru_cache(maxsize=256)  # a pure function of the colour, asked per label and slider position
 def text_on_white(hex_colour: str) -> str:
     """``hex_colour`` darkened (same hue, every channel scaled down) until its WCAG contrast against white is at
     least ``LABEL_CONTRAST``, for text the page draws with a white outline (``app.ui.CSS``; Plotly's

@@ -38,8 +38,8 @@ CSS = """
 /* a dropdown's value ran under its arrow ("max over classe▾"): the input spans the arrow's place */
 .secondary-wrap input[role=combobox] { padding-right: 26px !important; text-overflow: ellipsis; }
 /* the image's label badge ran under the component's buttons on a phone: it ends before them */
-#input-image label[data-testid=block-label] { max-width: calc(100% - 72px); overflow: hidden; }
-#input-image label[data-testid=block-label] { white-space: nowrap; text-overflow: ellipsis; }
+#input-image label[data-testid=block-label] { max-width: calc(100% - 72px); overflow: hidden; white-space: nowrap;
+  text-overflow: ellipsis; }
 #input-image label[data-testid=block-label] > span:first-child { flex-shrink: 0; }
 #walkthrough-open { width: fit-content !important; min-width: 0 !important; align-self: flex-start; padding: 4px 14px; }
 /* the image starts below the component's floating label badge, which covered the top of the preview */
@@ -320,8 +320,6 @@ PAGE_JS = """() => {
       if (height < update.height - 24) window.Plotly.relayout(gd, {'margin.b': below, height});
     });
   };
-  // Plotly labels every k-th slider position, k from the widest label and the spacing; on a phone k = 3 left the
-  // last position ("final") unlabelled. Smaller label text until it is labelled (10 px does it at 390 px).
   // Box labels are placed by the server for an image drawn at least LABEL_DRAWN_WIDTH px wide; drawn narrower (a
   // phone), the same 11 px labels cover more of the image and ran into each other. After each draw the labels (best
   // score first) are shown only where they do not overlap one already shown; the hover still names every box.
@@ -339,6 +337,8 @@ PAGE_JS = """() => {
       } else kept.push(r);
     }
   };
+  // Plotly labels every k-th slider position, k from the widest label and the spacing; on a phone k = 3 left the
+  // last position ("final") unlabelled. Smaller label text until it is labelled (10 px does it at 390 px).
   dd.labelFinal = (gd) => {
     const S = gd._fullLayout && gd._fullLayout.sliders && gd._fullLayout.sliders[0];
     if (!S || !S._dims || (S._stepCount - 1) % S._dims.labelStride === 0) return;
@@ -390,7 +390,7 @@ PAGE_JS = """() => {
   dd.attach();
 }"""
 
-# The walkthrough button opens or closes the sidebar with the sidebar's own toggle, then brings it into view.
+# The walkthrough button opens or closes the sidebar with the sidebar's own toggle.
 WALKTHROUGH_JS = """() => {
   const sidebar = document.querySelector('#walkthrough-sidebar');
   if (!sidebar) return [];

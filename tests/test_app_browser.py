@@ -414,7 +414,7 @@ def test_every_legend_entry_hides_its_layer_and_it_stays_hidden_while_scrubbing(
     assert page.evaluate("() => document.querySelector('#denoise-plot .js-plotly-plot').querySelector('.legend')") \
         is None
     keys = page.locator("#denoise-legend .class-key").inner_text()
-    assert "score < 0.2" in keys
+    assert "any class, score < 0.2 (faint grey)" in keys
     shot(page, "11_legend", "#views")
     for i, name in enumerate(entries):
         toggle = page.locator("#denoise-legend .layer-toggle").nth(i)

@@ -396,7 +396,7 @@ def test_denoise_figure_carries_its_legend_as_meta_not_as_plotly_legend(image) -
     assert set(groups) <= {t.legendgroup for t in scatters}  # every toggle has traces to hide
     assert not any(t.showlegend for t in scatters)
     keys = [row["name"] for row in fig.layout.meta["keys"]]
-    assert "score < 0.2" in keys
+    assert "any class, score < 0.2 (faint grey)" in keys
     no_gt = denoising.denoise_figure(traj, image)
     assert "gt" not in [row["group"] for row in no_gt.layout.meta["layers"]]
 
