@@ -28,8 +28,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Server-side bounds on what one request may ask for (the sliders stay inside them; API calls are checked).
 MAX_STEPS = 50
 # NMS over all classes at once (overlapping boxes of different classes compete). Measured on the shipped model,
-# 4 steps, score 0.3: on 5 real photos precision 21.0% -> 22.8% and class confusions 1 -> 0 at the same AP (78.8);
-# on 150 held-out renders precision 71.1% -> 74.0%, confusions 94 -> 47, AP 72.2 -> 71.7 (docs/sim2real.md).
+# 4 steps, score 0.3: on 5 real photos precision 24.1% -> 26.5% with no class confusion either way, at the same AP
+# (79.3); on 150 held-out renders precision 76.4% -> 78.8%, confusions 87 -> 46, AP 74.5 -> 73.8 (checkpoints/README.md,
+# docs/sim2real.md).
 APP_AGNOSTIC_NMS = True
 MAX_PROPOSALS = 1000
 MAX_UPLOADED_TEST_SIZE = 1333  # the COCO reference's long side
