@@ -505,10 +505,10 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
                      "name": f"mean score (≥ {score_threshold:.2f})", "yaxis": "y2",
                      "line": {"color": "#E45756", "dash": "dot"},
                      "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"})
-    if traj.renewed is not None and traj.renewed.any():  # without renewal, no bars and no legend entry
-        data.append({"type": "bar", "x": steps, "y": traj.renewed.sum(axis=1), "name": "renewed after step",
-                     "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
     renewed = traj.renewed.sum(axis=1) if traj.renewed is not None else np.zeros(traj.num_steps, np.int64)
+    if renewed.any():  # without renewal, no bars and no legend entry
+        data.append({"type": "bar", "x": steps, "y": renewed, "name": "renewed after step",
+                     "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
     counts_max = int(max(above.max(initial=0), renewed.max(initial=0)))
     layout = {
         "height": 260, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 40},
