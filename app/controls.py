@@ -34,6 +34,16 @@ MAX_STEPS = 50
 APP_AGNOSTIC_NMS = True
 MAX_PROPOSALS = 1000
 MAX_UPLOADED_TEST_SIZE = 1333  # the COCO reference's long side
+# The target view's rho slider: its range and step. The target figure carries one precomputed frame per position, so
+# a rho move is drawn in the page (``app.views.target.rho_frames``).
+RHO_RANGE = (0.0, 1.5)
+RHO_STEP = 0.05
+
+
+def rho_values() -> list[float]:
+    """Every position of the rho slider, low to high."""
+    count = int(round((RHO_RANGE[1] - RHO_RANGE[0]) / RHO_STEP)) + 1
+    return [round(RHO_RANGE[0] + k * RHO_STEP, 6) for k in range(count)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -92,6 +93,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         self._configs = LRU(8)
         self._digests = LRU(256)
         self._last_page_run = LRU(1024)  # per browser session: (its inputs, when it ended), see ``detect_or_explain``
+        self._target_requests = LRU(1024)  # per browser session: (newest request number, frames key), see target.py
+        self._target_lock = threading.Lock()
         self._example_by_digest = {self._digest(p): p.name for p in self.example_paths()}
         self._example_annotations = self._read_example_annotations()
 
@@ -479,8 +482,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         return result, str(json_path)
 
 
-for _name in ("detect", "render", "render_heatmap", "render_target", "target_boxes_update", "compare", "training",
-              "predict_api"):
+for _name in ("detect", "render", "render_heatmap", "render_target", "render_target_rho", "target_boxes_update",
+              "compare", "training", "predict_api"):
     setattr(Explorer, _name, guard(getattr(Explorer, _name)))
 
 # Gradio passes its progress tracker to a handler whose signature has a parameter defaulting to ``gr.Progress()``

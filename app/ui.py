@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.controls import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS
+from app.controls import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, RHO_RANGE, RHO_STEP
 from app.explorer import Explorer
 from app.inputs import MAX_CHECKPOINT_BYTES, MAX_IMAGE_BYTES, InputError
 from app.views.convergence import PAPER, TEACHING
@@ -359,8 +359,208 @@ PAGE_JS = """() => {
     };
     P.__ddOnce = true;
   };
+  // A slider position's boxes on an SVG layer over the plot, from the figure's ``layout.meta.tween`` (decoded once
+  // per figure), styled as the figure draws them. Play glides them between positions; a press on the slider shows
+  // the pressed position's boxes on it at once, and Plotly's restyle of the whole view (labels, tracks, hover:
+  // ~70 ms on a 2-core CPU, most of it Plotly's full replot) follows a frame later and takes the layer away.
+  dd.tween = (gd) => {
+    const tw = gd.layout && gd.layout.meta && gd.layout.meta.tween;
+    if (!tw) return null;
+    if (gd.__ddTween && gd.__ddTween.tw === tw) return gd.__ddTween;
+    const decode = (text, Type) => { if (!text) return null; const bin = atob(text);
+      const bytes = new Uint8Array(bin.length); for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      return new Type(bytes.buffer); };
+    gd.__ddTween = {tw, S: tw.S, K: tw.K, N: tw.N, in: decode(tw.in, Int16Array), out: decode(tw.out, Int16Array),
+      labels: decode(tw.labels, Uint8Array), levels: decode(tw.levels, Uint8Array), wide: decode(tw.wide, Uint8Array),
+      renewed: decode(tw.renewed, Uint8Array), peaks: decode(tw.heatmap, Uint8Array),
+      shown: tw.classes_shown ? new Set(tw.classes_shown) : null,
+      final: tw.final ? {M: tw.final.M, boxes: decode(tw.final.boxes, Int16Array),
+                         labels: decode(tw.final.labels, Uint8Array), levels: decode(tw.final.levels, Uint8Array),
+                         wide: decode(tw.final.wide, Uint8Array)} : null};
+    return gd.__ddTween;
+  };
+  // the boxes (n x 4, pixels) and their stroke (colour, opacity, width, dash) fed to step s ("in"), predicted at
+  // carried stage k of step s ("out"), or the final detections ("final"); a box of a layer hidden by its button, or
+  // of a class not shown, is unseen
+  dd.boxState = (T, kind, s, k) => {
+    const tw = T.tw, F = T.final, N = kind === 'final' ? F.M : T.N;
+    const xy = new Float32Array(N * 4), colour = [], opacity = [], width = [], dash = [];
+    const hidden = (group) => !!(dd.hidden && dd.hidden.has(group));
+    for (let j = 0; j < N; j++) {
+      const base = kind === 'in' ? (s * N + j) * 4 : kind === 'out' ? ((s * T.K + k) * N + j) * 4 : j * 4;
+      const src = kind === 'in' ? T.in : kind === 'out' ? T.out : F.boxes;
+      for (let c = 0; c < 4; c++) xy[j * 4 + c] = src[base + c] / 2;
+      if (kind === 'final') {
+        const level = F.levels[j], label = F.labels[j];
+        colour.push(level === 0 ? tw.faint : tw.colours[label % tw.colours.length]);
+        opacity.push(hidden('boxes') || (T.shown && !T.shown.has(label)) ? 0 : tw.opacities[level]);
+        width.push(F.wide[j] ? tw.widths.wide : tw.widths.thin); dash.push(false);
+      } else if (kind === 'in') {
+        const peak = T.peaks && T.peaks[s * N + j], fresh = !peak && s > 0 && T.renewed[(s - 1) * N + j];
+        colour.push(peak ? tw.peak || tw.noise : fresh ? tw.fresh || tw.noise : tw.noise);
+        opacity.push(hidden(peak ? 'heatmap' : fresh ? 'renewed' : 'noise') ? 0 : 0.55);
+        width.push(tw.widths ? tw.widths.noise : 1.5); dash.push(!!fresh);
+      } else {
+        const q = (s * T.K + k) * N + j, level = T.levels[q], label = T.labels[q];
+        colour.push(level === 0 ? tw.faint : tw.colours[label % tw.colours.length]);
+        opacity.push(hidden('boxes') || (T.shown && !T.shown.has(label)) ? 0 : tw.opacities[level]);
+        width.push(tw.widths ? (T.wide[q] ? tw.widths.wide : tw.widths.thin) : 1.5); dash.push(false);
+      }
+    }
+    return {xy, colour, opacity, width, dash};
+  };
+  dd.overlay = (gd, N) => {
+    const NS = 'http://www.w3.org/2000/svg', xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    let svg = gd.querySelector('svg.dd-tween');
+    if (!svg) { svg = document.createElementNS(NS, 'svg'); svg.setAttribute('class', 'dd-tween');
+      svg.style.cssText = 'position:absolute;pointer-events:none;overflow:hidden';
+      gd.querySelector('.svg-container').append(svg); }
+    svg.style.left = xa._offset + 'px'; svg.style.top = ya._offset + 'px';
+    svg.setAttribute('width', xa._length); svg.setAttribute('height', ya._length);
+    if (!svg.querySelector('text')) {  // the caption, last
+      const r = document.createElementNS(NS, 'text');
+      r.setAttribute('x', 4); r.setAttribute('y', 16); r.setAttribute('class', 'dd-tween-caption');
+      r.setAttribute('font-size', '13'); r.setAttribute('font-weight', '700'); r.setAttribute('fill', '#111827');
+      r.setAttribute('stroke', 'white'); r.setAttribute('stroke-width', '3'); r.setAttribute('paint-order', 'stroke');
+      svg.append(r);
+    }
+    for (let j = svg.querySelectorAll('rect').length; j < N; j++) {  // at least N boxes, before the caption
+      const r = document.createElementNS(NS, 'rect');
+      r.setAttribute('fill', 'none');
+      svg.insertBefore(r, svg.querySelector('text'));
+    }
+    return {svg, xa, ya};
+  };
+  // boxes eased e (0..1) of the way from state a to state b, both of N boxes (slots in ``fresh`` jump: a renewed
+  // box starts afresh); the layer's other rectangles are emptied
+  dd.drawBoxes = (L, N, a, b, e, fresh) => {
+    const rects = L.svg.querySelectorAll('rect');
+    for (let j = N; j < rects.length; j++) rects[j].setAttribute('stroke-opacity', 0);
+    for (let j = 0; j < N; j++) {
+      const w = fresh && fresh[j] ? 1 : e, c = [0, 1, 2, 3].map(q => a.xy[j * 4 + q] + (b.xy[j * 4 + q] - a.xy[j * 4 + q]) * w);
+      const x0 = L.xa.l2p(c[0]), x1 = L.xa.l2p(c[2]), y0 = L.ya.l2p(c[1]), y1 = L.ya.l2p(c[3]);
+      const r = rects[j], to = w < 0.5 ? a : b, dot = Math.max(to.width[j], 3);  // Plotly's "dot" dash
+      r.setAttribute('x', Math.min(x0, x1)); r.setAttribute('y', Math.min(y0, y1));
+      r.setAttribute('width', Math.abs(x1 - x0)); r.setAttribute('height', Math.abs(y1 - y0));
+      r.setAttribute('stroke', to.colour[j]); r.setAttribute('stroke-opacity', to.opacity[j]);
+      r.setAttribute('stroke-width', to.width[j]); r.setAttribute('stroke-dasharray', to.dash[j] ? `${dot},${dot}` : 'none');
+    }
+  };
+  dd.caption = (L, caption) => {  // the layer's caption, fitted to the image (on a phone 13 px ran past its edge)
+    const text = L.svg.querySelector('text');
+    if (text.textContent === caption) return;
+    text.textContent = caption;
+    let size = 13;
+    text.setAttribute('font-size', size);
+    while (caption && size > 8 && text.getComputedTextLength() > L.xa._length - 8) text.setAttribute('font-size', --size);
+  };
+  // hide (or show again) the slider's slot traces, but those ``keep`` says to leave alone
+  dd.hideSlots = (gd, hide, keep) => {
+    const ids = new Set(gd.layout.sliders[0].steps[0].args[1]);
+    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
+      if (t && ids.has(t.index) && !(keep && keep(t))) g.style.opacity = hide ? 0 : ''; });
+  };
+  dd.parsePosition = (label) => { const m = /^(\\d+)·(in|out)$/.exec(label || '');
+    return m ? [m[2], +m[1] - 1] : ['final', -1]; };
+  // Show slider position i: its boxes on the layer now (painted with the next frame), the restyle after that frame.
+  dd.scrub = (gd, i) => {
+    const st = gd.layout.sliders[0].steps[i];
+    if (!st) return;
+    cancelAnimationFrame(gd.__ddScrubFrame); clearTimeout(gd.__ddScrubTimer);
+    gd.__ddScrubTo = i;
+    const apply = () => window.Plotly.restyle(gd, st.args[0], st.args[1]).then(() => {
+      if (gd.__ddScrubTo !== i) return;  // another press came meanwhile: its restyle follows
+      const svg = gd.querySelector('svg.dd-tween');
+      if (svg) svg.style.display = 'none';
+      dd.hideSlots(gd, false);
+    });
+    const T = dd.tween(gd), meta = gd.layout.meta || {};
+    const [kind, s] = dd.parsePosition((meta.positions || [])[i]);
+    if (!T || (kind === 'final' && !T.final) || !gd.querySelector('.svg-container')) { apply(); return; }
+    const boxes = dd.boxState(T, kind, s, kind === 'in' ? 0 : T.K - 1), n = boxes.colour.length;
+    const L = dd.overlay(gd, n);
+    dd.drawBoxes(L, n, boxes, boxes, 0);
+    dd.caption(L, '');
+    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
+      const text = t && t.name === 'caption' && g.querySelector('text');  // the caption says the new position now
+      if (text && meta.titles) { text.textContent = meta.titles[i]; text.style.fontWeight = 700; } });
+    L.svg.style.display = '';
+    dd.hideSlots(gd, true, t => t.name === 'caption');
+    dd.scrubShown = performance.now();
+    gd.__ddScrubFrame = requestAnimationFrame(() => { gd.__ddScrubTimer = setTimeout(apply, 0); });
+  };
+  // The page applies the slider's steps itself (Plotly's own run of a step, a restyle, would come before the
+  // layer is painted): the steps stay executable in the figure (it works on its own), and are switched off here.
+  dd.takeSlider = (gd) => {
+    for (const L of [gd.layout, gd._fullLayout]) {
+      const S = L && L.sliders && L.sliders[0];
+      if (S && S.steps) S.steps.forEach(st => { st.execute = false; });
+    }
+    if (gd.__ddScrubWatch) return;
+    gd.__ddScrubWatch = true;
+    gd.on('plotly_sliderchange', (e) => { if (e && e.interaction && e.slider) dd.scrub(gd, e.slider.active); });
+  };
+  // The target view's rho frames (``layout.meta.rho_frames``, see app.views.target.rho_frames): the maps are
+  // inflated once per figure; a frame is then drawn with one Plotly.update (no server round trip).
+  dd.bytes = (text) => { const bin = atob(text), out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i); return out; };
+  dd.inflateMap = async (text, shape) => {  // inverse of app.views.target.encode_map: (H rows of W) uint8
+    const stream = new Blob([dd.bytes(text)]).stream().pipeThrough(new DecompressionStream('deflate'));
+    const out = new Uint8Array(await new Response(stream).arrayBuffer()), [H, W] = shape;
+    for (let i = 1; i < H; i++) for (let j = 0; j < W; j++) out[i * W + j] = (out[i * W + j] + out[(i - 1) * W + j]) & 255;
+    for (let i = 0; i < H; i++) for (let j = 1; j < W; j++) out[i * W + j] = (out[i * W + j] + out[i * W + j - 1]) & 255;
+    return Array.from({length: H}, (_, i) => out.subarray(i * W, (i + 1) * W));
+  };
+  dd.prepareRho = (gd) => {
+    const F = gd.layout && gd.layout.meta && gd.layout.meta.rho_frames;
+    if (!F || (gd.__ddRho && gd.__ddRho.F === F)) return;
+    const entry = gd.__ddRho = {F, z: null, shown: null};
+    Promise.all(F.z.map(text => dd.inflateMap(text, F.shape))).then(z => { entry.z = z; })
+      .catch(e => console.error('rho frames', e));
+  };
+  // draw the frame for rho = value; false when the shown figure has none for it (the server draws it then)
+  dd.applyRho = (gd, value) => {
+    const R = gd && gd.__ddRho, F = R && R.F;
+    if (!F || !R.z || !gd.layout || !gd.layout.meta || gd.layout.meta.rho_frames !== F) return false;
+    const k = F.rho.findIndex(v => Math.abs(v - value) < 1e-6);
+    if (k < 0) return false;
+    if (R.shown === k) return true;
+    const f32 = (text) => new Float32Array(dd.bytes(text).buffer), radii = f32(F.radii[k]), s = F.stride;
+    const find = (name) => gd.data.findIndex(t => t.name === name);
+    const heat = find('target'), circles = find('gaussian radius'), centres = find('centres'), profile = find('profile');
+    const update = {z: [], x: [], y: [], customdata: []}, traces = [];
+    const add = (i, values) => { traces.push(i); for (const key in update) update[key].push(values[key]); };
+    add(heat, {z: R.z[k]});
+    if (circles >= 0 && centres >= 0) {  // each shown box's circle, as app.plotting.circle_path draws it
+      const c = gd._fullData[centres], xs = [], ys = [];
+      const rows = gd.data[centres].customdata.map(row => [row[0], radii[row[5]], radii[row[5]] * s, row[3], row[4], row[5]]);
+      rows.forEach((row, j) => {
+        for (let a = 0; a <= 40; a++) { const t = 2 * Math.PI * a / 40; xs.push(c.x[j] + row[2] * Math.cos(t)); ys.push(c.y[j] + row[2] * Math.sin(t)); }
+        xs.push(null); ys.push(null);
+      });
+      add(circles, {x: xs, y: ys}); add(centres, {customdata: rows});
+    }
+    const layout = {'title.text': F.title[k]};
+    if (profile >= 0 && F.profile) {
+      add(profile, {y: f32(F.profile[k])});
+      const r = radii[F.box] * s;
+      layout['shapes[0].x0'] = layout['shapes[0].x1'] = F.box_cx - r;
+      layout['shapes[1].x0'] = layout['shapes[1].x1'] = F.box_cx + r;
+    }
+    R.shown = k;
+    window.Plotly.update(gd, update, layout, traces);
+    return true;
+  };
+  dd.watchRho = () => {
+    const range = document.querySelector('#rho input[type=range]');
+    if (!range || range.__ddRho) return;
+    range.__ddRho = true;
+    range.addEventListener('input', () => dd.applyRho(document.querySelector('#target-plot .js-plotly-plot'),
+                                                      Number(range.value)));
+  };
   dd.attach = () => {
     dd.reactOnce();
+    dd.watchRho();
     for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot',
                       'target-plot', 'training-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
@@ -368,8 +568,9 @@ PAGE_JS = """() => {
       gd.__ddAttached = true;
       const after = () => {
         if (id === 'denoise-plot' || id === 'results-plot' || id === 'compare-plot') dd.declutter(gd);
+        if (id === 'target-plot') dd.prepareRho(gd);
         if (id === 'denoise-plot') {
-          dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
+          dd.takeSlider(gd); dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
           if (dd.playPending && gd.layout.sliders && gd.layout.sliders.length) {  // Play was pressed before the view
             dd.playPending = false;
             document.querySelector('#play-btn').click();
@@ -427,74 +628,14 @@ PLAY_JS = """() => {
     gd.__ddPlayWatch = true;
     gd.on('plotly_sliderstart', () => { if (dd.running) { dd.interrupted = true; dd.playing = false; } });
   }
-  const TWEEN = TWEEN_MS, STAGE = STAGE_MS, HOLD = HOLD_MS, NS = 'http://www.w3.org/2000/svg';
-  const decode = (text, Type) => { const bin = atob(text); const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new Type(bytes.buffer); };
-  const meta = gd.layout.meta || {};
-  const tw = meta.tween;
-  const T = tw ? {S: tw.S, K: tw.K, N: tw.N, in: decode(tw.in, Int16Array), out: decode(tw.out, Int16Array),
-                  labels: decode(tw.labels, Uint8Array), levels: decode(tw.levels, Uint8Array),
-                  renewed: decode(tw.renewed, Uint8Array),
-                  peaks: tw.heatmap ? decode(tw.heatmap, Uint8Array) : null} : null;
-  // the boxes (N x 4, pixels) and their colours at "in" of step s, or at carried stage k of step s; a box of a
-  // layer hidden by its button (noise, renewed, drawn from heatmap peaks, predicted boxes) glides unseen
-  const hidden = (group) => !!(dd.hidden && dd.hidden.has(group));
-  const state = (kind, s, k) => {
-    const N = T.N, xy = new Float32Array(N * 4), colour = [], opacity = [];
-    for (let j = 0; j < N; j++) {
-      const base = kind === 'in' ? (s * N + j) * 4 : ((s * T.K + k) * N + j) * 4;
-      const src = kind === 'in' ? T.in : T.out;
-      for (let c = 0; c < 4; c++) xy[j * 4 + c] = src[base + c] / 2;
-      if (kind === 'in') { const fresh = s > 0 && T.renewed[(s - 1) * N + j], peak = T.peaks && T.peaks[s * N + j];
-             colour.push(tw.noise); opacity.push(hidden(peak ? 'heatmap' : fresh ? 'renewed' : 'noise') ? 0 : 0.55); }
-      else { const q = (s * T.K + k) * N + j, level = T.levels[q];
-             colour.push(level === 0 ? tw.faint : tw.colours[T.labels[q] % tw.colours.length]);
-             opacity.push(hidden('boxes') ? 0 : tw.opacities[level]); }
-    }
-    return {xy, colour, opacity};
-  };
-  const slots = () => new Set(gd.layout.sliders[0].steps[0].args[1]);
-  const hideSlots = (hide) => { const ids = slots();
-    gd.querySelectorAll('.scatterlayer .trace').forEach(g => { const d = g.__data__, t = d && d[0] && d[0].trace;
-      if (t && ids.has(t.index)) g.style.opacity = hide ? 0 : ''; }); };
-  const layer = () => {
-    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-    let svg = gd.querySelector('svg.dd-tween');
-    if (!svg) { svg = document.createElementNS(NS, 'svg'); svg.setAttribute('class', 'dd-tween');
-      svg.style.cssText = 'position:absolute;pointer-events:none;overflow:hidden';
-      gd.querySelector('.svg-container').append(svg); }
-    svg.style.left = xa._offset + 'px'; svg.style.top = ya._offset + 'px';
-    svg.setAttribute('width', xa._length); svg.setAttribute('height', ya._length);
-    while (svg.childNodes.length < T.N + 1) {
-      const r = svg.childNodes.length < T.N ? document.createElementNS(NS, 'rect') : document.createElementNS(NS, 'text');
-      if (r.tagName === 'rect') { r.setAttribute('fill', 'none'); r.setAttribute('stroke-width', '1.5'); }
-      else { r.setAttribute('x', 4); r.setAttribute('y', 16); r.setAttribute('class', 'dd-tween-caption');
-             r.setAttribute('font-size', '13'); r.setAttribute('font-weight', '700'); r.setAttribute('fill', '#111827');
-             r.setAttribute('stroke', 'white'); r.setAttribute('stroke-width', '3'); r.setAttribute('paint-order', 'stroke'); }
-      svg.append(r);
-    }
-    return {svg, xa, ya};
-  };
-  const draw = (L, a, b, e, fresh) => {
-    const rects = L.svg.childNodes;
-    for (let j = 0; j < T.N; j++) {
-      const w = fresh && fresh[j] ? 1 : e, c = [0, 1, 2, 3].map(q => a.xy[j * 4 + q] + (b.xy[j * 4 + q] - a.xy[j * 4 + q]) * w);
-      const x0 = L.xa.l2p(c[0]), x1 = L.xa.l2p(c[2]), y0 = L.ya.l2p(c[1]), y1 = L.ya.l2p(c[3]);
-      const r = rects[j], to = w < 0.5 ? a : b;
-      r.setAttribute('x', Math.min(x0, x1)); r.setAttribute('y', Math.min(y0, y1));
-      r.setAttribute('width', Math.abs(x1 - x0)); r.setAttribute('height', Math.abs(y1 - y0));
-      r.setAttribute('stroke', to.colour[j]); r.setAttribute('stroke-opacity', to.opacity[j]);
-    }
-  };
+  const TWEEN = TWEEN_MS, STAGE = STAGE_MS, HOLD = HOLD_MS;
+  const T = dd.tween(gd), tw = T && T.tw;
+  const state = (kind, s, k) => dd.boxState(T, kind, s, k);
+  const layer = () => dd.overlay(gd, T.N);
+  const draw = (L, a, b, e, fresh) => dd.drawBoxes(L, T.N, a, b, e, fresh);
   const ease = (t) => t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
   const glide = (L, a, b, ms, caption, fresh) => new Promise(done => {
-    const text = L.svg.lastChild;
-    if (text.textContent !== caption) {  // the caption fits the image (on a phone 13 px ran past its right edge)
-      text.textContent = caption;
-      let size = 13;
-      text.setAttribute('font-size', size);
-      while (size > 8 && text.getComputedTextLength() > L.xa._length - 8) text.setAttribute('font-size', --size);
-    }
+    dd.caption(L, caption);
     draw(L, a, b, 0, fresh);  // before the next frame: it showed the last glide's boxes for one frame
     const t0 = performance.now();
     const frame = (now) => { if (dd.interrupted) { done(); return; }
@@ -506,8 +647,8 @@ PLAY_JS = """() => {
     await window.Plotly.restyle(gd, st.args[0], st.args[1]);
     await window.Plotly.relayout(gd, {'sliders[0].active': i}); dd.played.push(performance.now()); };
   const sleep = (ms) => new Promise(r => setTimeout(r, ms));
-  const labels = meta.positions || [];
-  const parse = (label) => { const m = /^(\\d+)·(in|out)$/.exec(label || ''); return m ? [m[2], +m[1] - 1] : ['final', -1]; };
+  const labels = (gd.layout.meta || {}).positions || [];
+  const parse = dd.parsePosition;
   const run = async () => {
     const count = gd.layout.sliders[0].steps.length;
     let i = gd.layout.sliders[0].active || 0;
@@ -517,7 +658,7 @@ PLAY_JS = """() => {
       if (T && kindB !== 'final' && gd.querySelector('.svg-container')) {
         const L = layer();
         L.svg.style.display = '';
-        hideSlots(true);
+        dd.hideSlots(gd, true);
         const steps = T.S;
         if (kindA === 'in') {  // x_t through the head's stages to the shown stage
           let from = state('in', sA, 0);
@@ -533,8 +674,10 @@ PLAY_JS = """() => {
           await glide(L, state('out', sA, T.K - 1), state('in', sB, 0), TWEEN,
                       `Step ${sA + 1}/${steps} → ${sB + 1} · DDIM update to the next noisy boxes`, fresh);
         }
-        if (!dd.interrupted) await land(i + 1);
-        hideSlots(false);
+        // a press on the slider: settle where it was pressed (the preview of that position, then its restyle)
+        if (dd.interrupted) { dd.scrub(gd, gd.layout.sliders[0].active); break; }
+        await land(i + 1);
+        dd.hideSlots(gd, false);
         L.svg.style.display = 'none';
       } else if (!dd.interrupted) {
         await land(i + 1);
@@ -545,13 +688,22 @@ PLAY_JS = """() => {
     }
     dd.running = false; dd.playing = false; setLabel('▶ Play');
   };
-  run().catch((e) => { console.error(e); dd.running = false; dd.playing = false; setLabel('▶ Play'); hideSlots(false); });
+  run().catch((e) => { console.error(e); dd.running = false; dd.playing = false; setLabel('▶ Play'); dd.hideSlots(gd, false); });
   return [];
 }"""
 TWEEN_MS = 600  # one glide between positions (split over the head stages from x_t to the prediction)
 # but at least this long a stage: at 600 / 4 ms each stage's caption went by too fast to read (fresh-user trial)
 STAGE_MS = 250
 HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
+
+# A rho move: the page draws it from the target figure's rho frames when it can (a listener on the slider may have
+# already), and tells the server so in the hidden last input.
+RHO_JS = """(...args) => {
+  const n = N_INPUTS, out = args.slice(0, n);
+  const gd = document.querySelector('#target-plot .js-plotly-plot');
+  out[n - 1] = !!(window.__dd && window.__dd.applyRho && window.__dd.applyRho(gd, Number(args[RHO_INDEX])));
+  return out;
+}"""
 
 # Before a display redraw, the browser puts the denoising slider's position into the hidden `position` input (the
 # last of the inputs), so the redrawn figure opens where the user was.
@@ -712,7 +864,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                  label="Layout", elem_id="heat-mode",
                                                  info="three panels, or one layer over the image")
                         heat_plot = gr.Plot(show_label=False, elem_id="heatmap-plot")
-                    with gr.Tab("Target", id="target"):
+                    with gr.Tab("Target", id="target") as target_tab:
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre whose "
                                     "radius (its sigma, the dotted circle) is `r = max(min_radius, rho · min(w, h))` "
                                     "heatmap cells. Move the sliders.")
@@ -720,7 +872,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                             min_radius = gr.Slider(0.5, 16, value=cfg.min_radius if cfg else 4, step=0.5,
                                                    label="min_radius (cells)", elem_id="min-radius",
                                                    info="smallest gaussian sigma, in heatmap cells")
-                            rho = gr.Slider(0, 1.5, value=cfg.rho if cfg else 0.5, step=0.05, label="rho",
+                            rho = gr.Slider(*RHO_RANGE, value=cfg.rho if cfg else 0.5, step=RHO_STEP, label="rho",
                                             elem_id="rho", info="sigma as a fraction of the box's shorter side")
                         with gr.Row():
                             target_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
@@ -825,6 +977,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                             score_threshold]
         boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
 
+        rho_drawn = gr.Checkbox(False, visible=False)  # set by RHO_JS: the page drew this rho move itself
         keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
         # .input, not .release: arrow keys and the number box move a slider without a release (the fresh-user trial
         # pressed arrow keys on Head stage and the figure stayed); always_last keeps a drag to one redraw at a time.
@@ -844,9 +997,18 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
               api_name="heatmap", **cheap)
         # always_last: moves made while a redraw is in flight end with the figure of the last value (Gradio's default
         # for this event dropped them, leaving a figure behind the slider after quick arrow-key presses).
-        gr.on([min_radius.input, rho.input, target_class.input, profile_box.input], explorer.render_target,
+        gr.on([min_radius.input, target_class.input, profile_box.input], explorer.render_target,
               target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden",
               trigger_mode="always_last")
+        # A rho move is drawn by the page from the figure's rho frames when it has them (the server then sends
+        # nothing); the first move after any other change fetches the figure with its frames.
+        # Opening the tab fetches the figure with its frames, so the first rho move is drawn by the page too.
+        target_tab.select(explorer.render_target_rho, target_inputs, target_plot,
+                          api_visibility="private", queue=False, show_progress="hidden")
+        rho.input(explorer.render_target_rho, target_inputs + [rho_drawn], target_plot, api_visibility="private",
+                  js=RHO_JS.replace("N_INPUTS", str(len(target_inputs) + 1))
+                  .replace("RHO_INDEX", str(target_inputs.index(rho))),
+                  queue=False, show_progress="hidden", trigger_mode="always_last")
 
         compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
                                                                                      heatmap_b, renewal_b],

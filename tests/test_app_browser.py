@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import test_app_support as support
@@ -55,16 +56,49 @@ SCRUB = """async ([id, index]) => {
   const r = rail.getBoundingClientRect();
   const x = label.x + label.width / 2, y = r.y + r.height / 2;
   let restyled = null;
-  const onRestyle = () => { restyled = performance.now(); };
-  gd.on('plotly_restyle', onRestyle);
+  const done = new Promise(res => { const f = () => { restyled = performance.now(); gd.removeListener('plotly_restyle', f);
+    res(); }; gd.on('plotly_restyle', f); });
   const t0 = performance.now();
   rail.dispatchEvent(new MouseEvent('mousedown', {clientX: x, clientY: y, bubbles: true, buttons: 1}));
   window.dispatchEvent(new MouseEvent('mouseup', {clientX: x, clientY: y, bubbles: true}));
-  await new Promise(res => requestAnimationFrame(() => requestAnimationFrame(res)));
+  await Promise.race([done, new Promise(res => setTimeout(res, 5000))]);
+  await new Promise(res => requestAnimationFrame(res));
   const painted = performance.now();
-  gd.removeListener('plotly_restyle', onRestyle);
   return {restyle_ms: restyled === null ? null : restyled - t0, painted_ms: painted - t0,
           active: gd.layout.sliders[0].active};
+}"""
+
+# Press the slider at a step and read, before the next frame, the boxes the page's preview layer shows (plot-area
+# pixels, seen ones only); then, once the restyle is done, the boxes Plotly draws in the slot traces (same units).
+PREVIEW = """async (index) => {
+  const gd = document.querySelector('#denoise-plot .js-plotly-plot');
+  const rail = gd.querySelector('.slider-rail-touch-rect');
+  const label = gd.querySelectorAll('.slider-tick-rect')[index].getBoundingClientRect();
+  const r = rail.getBoundingClientRect();
+  const x = label.x + label.width / 2, y = r.y + r.height / 2;
+  const done = new Promise(res => { const f = () => { gd.removeListener('plotly_restyle', f); res(true); };
+                                    gd.on('plotly_restyle', f); });
+  rail.dispatchEvent(new MouseEvent('mousedown', {clientX: x, clientY: y, bubbles: true, buttons: 1}));
+  window.dispatchEvent(new MouseEvent('mouseup', {clientX: x, clientY: y, bubbles: true}));
+  const svg = gd.querySelector('svg.dd-tween');
+  const shown = !!svg && svg.style.display !== 'none';
+  const restyledAlready = gd.layout.sliders[0].active === index && !shown;
+  const preview = shown ? Array.from(svg.querySelectorAll('rect')).filter(e => +e.getAttribute('stroke-opacity') > 0)
+    .map(e => ['x', 'y', 'width', 'height'].map(a => +e.getAttribute(a))) : [];
+  const restyled = await Promise.race([done, new Promise(res => setTimeout(() => res(false), 5000))]);
+  await new Promise(res => requestAnimationFrame(res));
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, ids = new Set(gd.layout.sliders[0].steps[0].args[1]);
+  const drawn = [];
+  gd._fullData.forEach((t, i) => {
+    if (!ids.has(i) || t.visible !== true || t.mode !== 'lines' || t.name === 'centre tracks' || !t.x) return;
+    for (let k = 0; k + 4 < t.x.length; k += 6) {
+      if (t.x[k] === null || Number.isNaN(t.x[k])) continue;
+      const x0 = xa.l2p(t.x[k]), x1 = xa.l2p(t.x[k + 1]), y0 = ya.l2p(t.y[k]), y1 = ya.l2p(t.y[k + 2]);
+      drawn.push([Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)]);
+    }
+  });
+  return {shown, restyledAlready, restyled, preview, drawn, active: gd.layout.sliders[0].active, scale: Math.abs(xa._m),
+          after: !!svg && svg.style.display !== 'none', caption: gd.data.find(t => t.name === 'caption').text[0]};
 }"""
 
 
@@ -184,6 +218,29 @@ def test_step_slider_switches_traces_in_the_browser(page) -> None:
     page.evaluate(SCRUB, ["denoise-plot", 1])
     shot(page, "03_scrubbed_step1_out", "#denoise-plot")
 
+
+
+def test_a_slider_press_shows_the_pressed_boxes_at_once_then_the_whole_view(page) -> None:
+    """Plotly's restyle of the whole view takes ~70-100 ms on a 2-core CPU; the pressed position's boxes are drawn
+    on the preview layer before it, the same boxes the restyle then draws, and the layer goes once it has."""
+    wait_for_plot(page, "denoise-plot")
+    for index in (2, 3, 20, 0):  # step 2 fed in, step 2's prediction, the final detections, step 1 fed in
+        result = page.evaluate(PREVIEW, index)
+        assert result["shown"] and not result["restyledAlready"], index  # the preview came first
+        assert result["restyled"] and result["active"] == index and not result["after"]
+        preview, drawn = np.array(result["preview"]).reshape(-1, 4), np.array(result["drawn"]).reshape(-1, 4)
+        assert len(preview) == len(drawn) > 0, (index, len(preview), len(drawn))
+        # each preview box is one the restyle drew, to the layer's precision: half an image pixel, here
+        # ``scale`` screen pixels per image pixel
+        nearest = np.abs(preview[:, None] - drawn[None]).max(axis=2).min(axis=1)
+        assert nearest.max() <= 0.5 * result["scale"] + 0.5, (index, nearest.max(), result["scale"])
+    # a hidden layer stays hidden in the preview
+    page.locator("#denoise-legend .layer-toggle[data-group=boxes]").click()
+    try:
+        result = page.evaluate(PREVIEW, 3)
+        assert result["shown"] and result["preview"] == [] and result["drawn"] == []
+    finally:
+        page.locator("#denoise-legend .layer-toggle[data-group=boxes]").click()
 
 
 CLIP_REFERENCES = """() => {
@@ -476,6 +533,7 @@ def test_play_hides_boxes_drawn_from_heatmap_peaks_with_their_layer(page) -> Non
       for (let j = 0; j < tw.N; j += 3) marks[j] = 1;
       window.__heatmapBefore = tw.heatmap;
       tw.heatmap = btoa(String.fromCharCode(...marks));
+      delete gd.__ddTween;  // the page decodes the glide data once per figure
       window.__dd.hidden.add('heatmap');
       return [...marks.slice(0, tw.N)]; }""")
     try:
@@ -485,7 +543,8 @@ def test_play_hides_boxes_drawn_from_heatmap_peaks_with_their_layer(page) -> Non
         page.wait_for_function("() => !window.__dd.running", timeout=TIMEOUT_MS)
     finally:
         page.evaluate("""() => { const gd = document.querySelector('#denoise-plot .js-plotly-plot');
-          gd.layout.meta.tween.heatmap = window.__heatmapBefore; window.__dd.hidden.delete('heatmap'); }""")
+          gd.layout.meta.tween.heatmap = window.__heatmapBefore; delete gd.__ddTween;
+          window.__dd.hidden.delete('heatmap'); }""")
     fed_in = [f for f in frames if all(v == 0.55 for v, peak in zip(f, peaks) if not peak)]  # x_t still shown
     assert fed_in, frames[:3]
     assert all(v == 0 for f in fed_in for v, peak in zip(f, peaks) if peak)
@@ -741,34 +800,91 @@ def test_phone_size_run(page, server) -> None:
     phone.close()
 
 
+TARGET_STATE = """() => {
+  const gd = document.querySelector('#target-plot .js-plotly-plot');
+  const f = (name) => gd._fullData.find(t => t.name === name);
+  const heat = f('target'), circles = f('gaussian radius'), profile = f('profile'), centres = f('centres');
+  const num = (a) => Array.from(a, v => v === null || Number.isNaN(v) ? null : +v);
+  return {z: Array.from(heat.z, row => Array.from(row)), cx: num(circles.x), cy: num(circles.y),
+          profile: profile ? num(profile.y) : null, title: gd._fullLayout.title.text,
+          shapes: (gd._fullLayout.shapes || []).map(s => [s.x0, s.x1]), rows: centres.customdata};
+}"""
+
+WRAP_REACT = """() => { const P = window.Plotly, react = P.react; window.__given = [];
+  P.react = function (gd, ...rest) { window.__given.push([gd, gd._fullLayout]); return react.call(this, gd, ...rest); };
+  window.__unwrap = () => { P.react = react; }; }"""
+
+
+def _same_target(a: dict, b: dict) -> None:
+    assert a["title"] == b["title"]
+    assert np.array_equal(np.array(a["z"]), np.array(b["z"]))
+    for key in ("cx", "cy", "profile"):
+        left, right = (np.array([np.nan if v is None else v for v in x[key] or []], float) for x in (a, b))
+        assert left.shape == right.shape and np.allclose(left, right, atol=1e-3, equal_nan=True), key
+    assert np.allclose(np.array(a["shapes"], float), np.array(b["shapes"], float), atol=1e-3)
+    assert np.allclose([r[1:3] for r in a["rows"]], [r[1:3] for r in b["rows"]], atol=1e-4)  # radius in the hover
+
+
 def test_rho_slider_resynthesises_the_target(page) -> None:
+    """Opening the tab brings the figure with a frame per rho position: a rho move is drawn by the page (no figure
+    from the server), and what it draws is what the server draws for that rho."""
     page.get_by_role("tab", name="Target").click()
     page.wait_for_function(f"() => ({TARGET_Z})() !== null")
-    before = page.evaluate(TARGET_Z)
+    page.wait_for_function("() => { const gd = document.querySelector('#target-plot .js-plotly-plot');"
+                           " return !!(gd && gd.__ddRho && gd.__ddRho.z); }")  # the frames are inflated
+    before = page.evaluate(TARGET_STATE)
     shot(page, "04_target_before", "#target-plot")
     rho = page.locator("#rho input[type=range]")
     rho.scroll_into_view_if_needed()
     box = rho.bounding_box()
-    # Note every plot Gradio hands a figure to, and the figure it showed then.
-    page.evaluate("""() => { const P = window.Plotly, react = P.react; window.__given = [];
-      P.react = function (gd, ...rest) {
-        window.__given.push([gd, gd._fullLayout]); return react.call(this, gd, ...rest); };
-      window.__unwrap = () => { P.react = react; }; }""")
-    page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
-    page.wait_for_function(f"(before) => {{ const z = ({TARGET_Z})(); return z !== null && z !== before; }}",
-                           arg=before)
-    # Drawn once: the plot Gradio removes for the new figure is not drawn again first (that doubled the time).
-    drawn = page.evaluate("""() => new Promise(r => setTimeout(() => { window.__unwrap();
-      r(window.__given.map(([gd, before]) => [gd.isConnected, gd._fullLayout !== before])); }, 300))""")
-    assert [True, True] in drawn, drawn
-    assert [False, True] not in drawn, drawn
-    rho_value = float(page.locator("#rho input[type=number]").input_value())
-    assert rho_value > 1.0
-    # The redrawn figure is the one for the new rho: its title states it, and the image is still under the map.
-    page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
-                           ".includes(`${v} · min(w, h)`)", arg=f"{rho_value:g}")
+    page.evaluate(WRAP_REACT)
+    try:
+        page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+        rho_value = float(page.locator("#rho input[type=number]").input_value())
+        assert rho_value > 1.0
+        # The redrawn figure is the one for the new rho: its title states it, and the image is still under the map.
+        page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                               ".includes(`${v} · min(w, h)`)", arg=f"{rho_value:g}")
+        page.wait_for_timeout(500)  # a figure from the server would have come by now
+        assert page.evaluate("() => window.__given.length") == 0  # drawn by the page
+    finally:
+        page.evaluate("() => window.__unwrap()")
+    drawn = page.evaluate(TARGET_STATE)
+    assert drawn["z"] != before["z"] and drawn["cx"] != before["cx"]
     assert page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').data[0].type") == "image"
     shot(page, "04_target_after_rho", "#target-plot")
+    # The server's figure for the same rho: with the page's frames off, step away and back.
+    page.evaluate("() => { window.__dd.pageRho = window.__dd.applyRho; window.__dd.applyRho = () => false; }")
+    try:
+        rho.focus()
+        for key, value in (("ArrowLeft", rho_value - 0.05), ("ArrowRight", rho_value)):
+            page.keyboard.press(key)
+            page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                                   ".includes(`${v} · min(w, h)`)", arg=f"{round(value, 2):g}")
+    finally:
+        page.evaluate("() => { window.__dd.applyRho = window.__dd.pageRho; }")
+    _same_target(drawn, page.evaluate(TARGET_STATE))
+
+
+def test_a_min_radius_move_is_drawn_once(page) -> None:
+    page.get_by_role("tab", name="Target").click()
+    page.wait_for_function(f"() => ({TARGET_Z})() !== null")
+    slider = page.locator("#min-radius input[type=range]")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    page.evaluate(WRAP_REACT)
+    try:
+        page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+        value = float(page.locator("#min-radius input[type=number]").input_value())
+        page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                               ".includes(`r = max(${v}, `)", arg=f"{value:g}")
+        # Drawn once: the plot Gradio removes for the new figure is not drawn again first (that doubled the time).
+        drawn = page.evaluate("""() => new Promise(r => setTimeout(() =>
+          r(window.__given.map(([gd, before]) => [gd.isConnected, gd._fullLayout !== before])), 300))""")
+    finally:
+        page.evaluate("() => window.__unwrap()")
+    assert [True, True] in drawn, drawn
+    assert [False, True] not in drawn, drawn
 
 
 def test_quick_arrow_key_presses_end_on_the_last_value(page) -> None:

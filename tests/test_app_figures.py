@@ -154,6 +154,35 @@ def test_opacity_follows_score(image) -> None:
     assert len(alphas) > 1
 
 
+def test_preview_data_styles_each_box_as_its_trace_draws_it(image) -> None:
+    """The slider's preview layer draws a position's boxes from ``tween_meta``: each prediction's width there is its
+    line trace's width, and the final detections are carried too."""
+    traj = support.make_trajectory(steps=3)
+    view = P.ViewOptions(score_threshold=0.3, line_width=3)
+    tween = denoising.tween_meta(traj, view)
+    widths = tween["widths"]
+    wide = np.frombuffer(base64.b64decode(tween["wide"]), np.uint8).reshape(tween["S"], tween["K"], tween["N"])
+    stage = view.stage % traj.num_stages
+    seen = set()
+    for s in range(tween["S"]):
+        boxes, scores, labels = traj.boxes_xyxy[s, stage], traj.scores[s, stage], traj.labels[s, stage]
+        traces = denoising._scored_box_traces(boxes, scores, labels, traj.class_names, view, ("x", "y"),
+                                              [[0]] * len(scores), "", np.arange(len(scores)))
+        for trace in (t for t in traces if t.get("mode") == "lines"):
+            xs = np.asarray(trace["x"], np.float32)
+            for x0 in xs[0::6]:  # each box's first corner names it
+                j = int(np.flatnonzero(np.isclose(boxes[:, 0], x0))[0])
+                expected = widths["wide"] if wide[s, -1, j] else widths["thin"]
+                assert trace["line"]["width"] == pytest.approx(expected), (s, j)
+                seen.add(bool(wide[s, -1, j]))
+    assert seen == {True, False}  # both widths occur in this run
+    final = tween["final"]
+    det = traj.detections
+    boxes = np.frombuffer(base64.b64decode(final["boxes"]), "<i2").reshape(-1, 4) / 2
+    assert final["M"] == len(det) and np.abs(boxes - det.boxes_xyxy).max() <= 0.25
+    assert np.array_equal(np.frombuffer(base64.b64decode(final["labels"]), np.uint8), det.labels)
+
+
 def test_unrecorded_trajectory_is_refused(image) -> None:
     traj = support.make_trajectory()
     traj.boxes_xyxy = None

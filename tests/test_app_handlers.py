@@ -1,8 +1,10 @@
 """The handlers (app.explorer.Explorer and the views' mixins) called directly, on a random-init tiny checkpoint and tiny images (no browser, no server)."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import gradio as gr
@@ -15,8 +17,11 @@ import torch
 
 import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
-from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid
+from gradio.context import LocalContext
+
+from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid, rho_values
 from app.explorer import Explorer
+from app.views.target import TargetRequest
 from diffdet.config import TINY
 from diffdet.heatmap import synthesize_heatmap
 from diffdet.trajectory import Trajectory
@@ -182,6 +187,64 @@ def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, e
     profile = [t for t in fig_mug.data if t.name == "profile"][0]
     row = int(((30 + 86) / 2) // traj.heatmap_stride)
     np.testing.assert_allclose(np.asarray(profile.y), expected[8, row].round(4), atol=1e-4)
+
+
+def _decode_map(text: str, shape: list[int]) -> np.ndarray:
+    """Python's inverse of ``encode_map`` (the page's ``dd.inflateMap``): inflate, then undo the y and x differences."""
+    delta = np.frombuffer(zlib.decompress(base64.b64decode(text)), np.uint8).reshape(shape).astype(np.int64)
+    return (np.cumsum(np.cumsum(delta, axis=0), axis=1) % 256).astype(np.uint8)
+
+
+def test_rho_frames_are_the_figures_the_server_draws_for_each_rho(explorer: Explorer, example: str,
+                                                                   run: tuple) -> None:
+    args = (example, None, True, run[9], CHECKPOINT_NAME, None, 1.0)
+    with_frames = explorer.render_target(*args, 0.5, MAX_CLASSES_OPTION, 1, 0.3, frames=True)
+    assert "rho_frames" not in (explorer.render_target(*args, 0.5, MAX_CLASSES_OPTION, 1, 0.3).layout.meta or {})
+    frames = with_frames.layout.meta["rho_frames"]
+    assert frames["rho"] == rho_values() and len(frames["z"]) == len(frames["rho"]) == len(frames["title"])
+    for k in (0, 6, 18, len(frames["rho"]) - 1):  # rho 0, 0.3, 0.9, 1.5
+        figure = explorer.render_target(*args, frames["rho"][k], MAX_CLASSES_OPTION, 1, 0.3)
+        trace = {t.name: t for t in figure.data}
+        np.testing.assert_array_equal(_decode_map(frames["z"][k], frames["shape"]), np.asarray(trace["target"].z))
+        assert frames["title"][k] == figure.layout.title.text
+        radii = np.frombuffer(base64.b64decode(frames["radii"][k]), "<f4")
+        np.testing.assert_allclose([row[1] for row in trace["centres"].customdata], radii, rtol=1e-6)
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(frames["profile"][k]), "<f4"),
+                                      np.asarray(trace["profile"].y, np.float32))
+        r = radii[frames["box"]] * frames["stride"]
+        assert [s.x0 for s in figure.layout.shapes] == pytest.approx([frames["box_cx"] - r, frames["box_cx"] + r])
+
+
+class _Session:
+    def __init__(self, name: str) -> None:
+        self.session_hash = name
+
+
+def test_a_target_request_overtaken_by_a_newer_one_sends_nothing(explorer: Explorer, example: str,
+                                                                 run: tuple, monkeypatch) -> None:
+    """Gradio shows whichever target figure answers last: a slow request (rho frames) must not cover the figure of a
+    quicker one sent after it."""
+    token = LocalContext.request.set(_Session("overtaken"))
+    try:
+        args = (example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.5, MAX_CLASSES_OPTION, 1, 0.3)
+        original = explorer._target
+
+        def overtaken(*a, **k):  # a newer request of this session comes while this one computes
+            TargetRequest(explorer, ("newer",))
+            return original(*a, **k)
+
+        monkeypatch.setattr(explorer, "_target", overtaken)
+        assert isinstance(explorer.render_target_rho(*args), dict)  # gr.skip(): nothing sent
+        monkeypatch.setattr(explorer, "_target", original)
+        assert isinstance(explorer.render_target_rho(*args), go.Figure)
+        # a move the page drew from these frames sends nothing; drawn from another figure's frames (here: another
+        # min_radius was on its way), the figure comes
+        drawn = (*args[:7], 0.55, *args[8:])
+        assert isinstance(explorer.render_target_rho(*drawn, True), dict)
+        other = (*args[:6], 2.0, 0.55, *args[8:])
+        assert "rho_frames" in explorer.render_target_rho(*other, True).layout.meta
+    finally:
+        LocalContext.request.reset(token)
 
 
 def test_target_works_before_any_run(explorer: Explorer, example: str) -> None:

@@ -50,6 +50,28 @@ def positions(traj: Trajectory, stage: int = -1) -> list[Position]:
 
 
 
+def line_widths(view: ViewOptions) -> dict[str, float]:
+    """Line widths (px) of the denoising view: "noise" (boxes fed in), "wide" and "thin" (predictions, see
+    ``wide_boxes``)."""
+    return {"noise": max(0.5, view.line_width * 0.6), "wide": view.line_width, "thin": max(0.5, view.line_width / 2)}
+
+
+def wide_boxes(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Which boxes are drawn at the full line width (the rest at half): boxes share one line trace per (class,
+    opacity level), drawn wide when every box in it scores at least ``threshold``; the lowest level (faint grey)
+    is always thin. scores, labels (..., N) -> bool (..., N), for each leading index on its own."""
+    scores = np.asarray(scores)
+    labels = np.asarray(labels)
+    levels = opacity_level(scores)
+    out = np.zeros(scores.shape, bool)
+    for index in np.ndindex(scores.shape[:-1]):
+        sc, lb, lv = scores[index], labels[index], levels[index]
+        for label, level in {(int(a), int(b)) for a, b in zip(lb, lv) if b > 0}:
+            pick = (lb == label) & (lv == level)
+            out[index][pick] = sc[pick].min() >= threshold
+    return out
+
+
 GT_MAX_WIDTH = 2.0  # px of the dashed ground-truth line (its white halo is 2 px wider)
 
 
@@ -73,7 +95,8 @@ def _scored_box_traces(
     renewed = renewed[keep] if renewed is not None else np.zeros(len(scores), bool)
     hover_rows = [row for row, k in zip(hover_rows, keep) if k]
     levels = opacity_level(scores)
-    thin = max(0.5, view.line_width / 2)
+    wide = wide_boxes(scores, labels, view.score_threshold)
+    thin = line_widths(view)["thin"]
     faint = levels == 0
     if faint.any():
         traces.append(lines(*rect_path(boxes[faint]), rgba(FAINT_COLOUR, OPACITY_LEVELS[0]), thin,
@@ -81,7 +104,7 @@ def _scored_box_traces(
     for label in np.unique(labels[~faint]):
         for level in np.unique(levels[(labels == label) & ~faint]):
             pick = (labels == label) & (levels == level)
-            width = view.line_width if scores[pick].min() >= view.score_threshold else thin
+            width = view.line_width if wide[pick][0] else thin
             traces.append(lines(*rect_path(boxes[pick]), rgba(class_colour(label), OPACITY_LEVELS[int(level)]),
                                  width, name=str(class_names[int(label)]), axes=axes))
     above = np.flatnonzero(scores >= view.score_threshold)
@@ -135,7 +158,7 @@ def _position_traces(
             origin[pick] = what
             if pick.any():
                 xs, ys = rect_path(boxes[pick])
-                traces.append(lines(xs, ys, rgba(colour, 0.55), max(0.5, view.line_width * 0.6), name=what,
+                traces.append(lines(xs, ys, rgba(colour, 0.55), line_widths(view)["noise"], name=what,
                                      dash=dash, axes=axes))
         centres = box_centres(boxes)
         wh = boxes[:, 2:] - boxes[:, :2]
@@ -416,11 +439,17 @@ def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     each step and every head stage's prediction at it, so a step plays as x_t -> stage 1 -> ... -> the shown stage
     -> x_{t-1}. Coordinates travel as little-endian int16 half-pixels (base64), labels and score levels as uint8.
 
+    The slider's instant preview (``app.ui.PAGE_JS``) draws a position's boxes from the same data, styled as the
+    figure draws them, so the style rides along: line widths in px, which predictions are drawn wide
+    (``wide_boxes``) and which classes are shown.
+
     Returns ``{"S", "K", "N", "stages" (the K stage numbers carried, 1-based), "stage" (the shown one), "in" (S, N, 4),
-    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "renewed" (S, N) uint8, "heatmap" (S, N)
-    uint8 (the box fed to step s was drawn from heatmap peaks), "colours"
-    (per class), "opacities" (per level), "noise" colour}``; all stages when they fit under ``TWEEN_MAX_VALUES``,
-    else only the shown stage; None without a recorded trajectory or when even that does not fit.
+    "out" (S, K, N, 4), "labels" (S, K, N), "levels" (S, K, N) opacity level, "wide" (S, K, N) uint8, "renewed" (S, N)
+    uint8, "heatmap" (S, N) uint8 (the box fed to step s was drawn from heatmap peaks), "colours" (per class),
+    "opacities" (per level), "noise" / "fresh" / "peak" / "faint" colours, "widths" ({"noise", "wide", "thin"} px),
+    "classes_shown" (class ids, or None for all), "final" (the M final detections: {"M", "boxes" (M, 4), "labels",
+    "levels", "wide"})}``; all stages when they fit under ``TWEEN_MAX_VALUES``, else only
+    the shown stage; None without a recorded trajectory or when even that does not fit.
     """
     if not traj.recorded or traj.boxes_in_xyxy is None or traj.boxes_xyxy is None:
         return None
@@ -434,15 +463,25 @@ def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     half_pixels = lambda a: np.clip(np.round(np.asarray(a, np.float64) * 2), -32768, 32767).astype("<i2")  # noqa: E731
     out = traj.boxes_xyxy[:, stages]
     renewed = traj.renewed if traj.renewed is not None else np.zeros((s_count, n), bool)
+    det = traj.detections
     peaks = traj.from_heatmap if traj.from_heatmap is not None else np.zeros((s_count, n), bool)
     return {
         "S": int(s_count), "K": len(stages), "N": int(n), "stages": [k + 1 for k in stages], "stage": shown + 1,
         "in": _b64(half_pixels(traj.boxes_in_xyxy)), "out": _b64(half_pixels(out)),
         "labels": _b64(np.asarray(traj.labels[:, stages], np.uint8)),
         "levels": _b64(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
+        "wide": _b64(np.asarray(wide_boxes(traj.scores[:, stages], traj.labels[:, stages], view.score_threshold),
+                                np.uint8)),
         "renewed": _b64(np.asarray(renewed, np.uint8)), "heatmap": _b64(np.asarray(peaks, np.uint8)),
         "colours": [class_colour(k) for k in range(len(traj.class_names))],
-        "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "faint": FAINT_COLOUR,
+        "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "fresh": FRESH_COLOUR, "peak": HEATMAP_COLOUR,
+        "faint": FAINT_COLOUR,
+        "widths": line_widths(view),
+        "classes_shown": None if view.classes_shown is None else sorted(int(k) for k in view.classes_shown),
+        "final": {"M": len(det), "boxes": _b64(half_pixels(det.boxes_xyxy.reshape(-1, 4))),
+                  "labels": _b64(np.asarray(det.labels, np.uint8)),
+                  "levels": _b64(np.asarray(opacity_level(det.scores), np.uint8)),
+                  "wide": _b64(np.asarray(wide_boxes(det.scores, det.labels, view.score_threshold), np.uint8))},
     }
 
 
@@ -475,7 +514,7 @@ def denoise_figure(
         "sliders": [slider], "showlegend": False,
         "margin": {"l": 8, "r": 8, "t": 34, "b": 70},
         # ``layers`` and ``keys`` are drawn by the page above the plot (toggles and the class-colour key).
-        "meta": {"positions": [p.label for p in pos_list], "image_size_hw": [image.height, image.width],
+        "meta": {"positions": [p.label for p in pos_list], "titles": [p.title for p in pos_list], "image_size_hw": [image.height, image.width],
                  "layers": layer_legend(roles, has_gt), "keys": keys, "tween": tween_meta(traj, view)},
     }
     return make_figure(traces, layout)

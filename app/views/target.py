@@ -2,18 +2,22 @@
 a profile through one box."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import base64
+import threading
+import zlib
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from gradio.context import LocalContext
 
 from diffdet.config import DiffDetConfig
 from diffdet.heatmap import gaussian_radius
 from diffdet.trajectory import Trajectory
 
-from app.controls import heatmap_grid, number
+from app.controls import LRU, heatmap_grid, number, rho_values
 from app.inputs import GroundTruth
 from app.plotting import (
     IMAGE_PLOT_HEIGHT, ImageSource, box_centres, circle_path, class_colour, image_axes, image_plot_height, lines,
@@ -80,11 +84,10 @@ def target_figure(
                                        "%{customdata[4]:.0f} px<br>radius %{customdata[1]:.2f} cells = "
                                        "%{customdata[2]:.1f} px<extra></extra>")})
     shapes = []
-    title = f"target from {source} · class: {'max over classes' if class_index is None else class_names[class_index]}"
-    if min_radius is not None and rho is not None:
-        # its own line: on a phone-width figure the title is cut at the plot's right edge
-        title += f"<br>r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
-    if profile_box is not None and 0 <= profile_box < len(boxes):
+    has_profile = profile_box is not None and 0 <= profile_box < len(boxes)
+    title = target_title(source, class_names, class_index, stride, min_radius, rho,
+                         (int(profile_box), class_names[int(labels[int(profile_box)])]) if has_profile else None)
+    if has_profile:
         b = int(profile_box)
         channel = profile_map if profile_map is not None else (target if target.ndim == 2 else target[labels[b]])
         row = int(np.clip(np.floor(centres[b, 1] / stride), 0, channel.shape[0] - 1))
@@ -105,7 +108,6 @@ def target_figure(
         for x in (cx - r, cx + r):
             shapes.append({"type": "line", "xref": "x2", "yref": "y2", "x0": x, "x1": x, "y0": 0, "y1": 1.05,
                            "line": {"color": "#6b7280", "dash": "dot", "width": 1}})
-        title += f"<br>profile: box #{b} ({class_names[int(labels[b])]}), dotted lines at centre ± r"
     layout = {"xaxis": xaxis, "yaxis": yaxis, "xaxis2": xaxis2, "yaxis2": yaxis2, "shapes": shapes,
               "height": int(image_plot_height(image.width, image.height) / 0.7) + 96, "showlegend": False,
               "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 0.985,
@@ -116,12 +118,112 @@ def target_figure(
     return make_figure(data, layout)
 
 
+def target_title(source: str, class_names: Sequence[str], class_index: int | None, stride: float,
+                 min_radius: float | None, rho: float | None, profile: tuple[int, str] | None) -> str:
+    """The target figure's title: what the target is built from, the radius rule with its values (when given) and
+    the profile box (index, class name) when there is one."""
+    title = f"target from {source} · class: {'max over classes' if class_index is None else class_names[class_index]}"
+    if min_radius is not None and rho is not None:
+        # its own line: on a phone-width figure the title is cut at the plot's right edge
+        title += f"<br>r = max({min_radius:g}, {rho:g} · min(w, h)) cells, 1 cell = {stride:.1f} px"
+    if profile is not None:
+        title += f"<br>profile: box #{profile[0]} ({profile[1]}), dotted lines at centre ± r"
+    return title
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def encode_map(z: np.ndarray) -> str:
+    """A map in [0, 1] (H, W) as the figure shows it (uint8, 255 = 1) for the page: differences along x, then along
+    y (mod 256; a smooth gaussian map becomes mostly zeros), deflated (zlib), base64. The page inverts it with
+    ``DecompressionStream("deflate")`` and two running sums (``app.ui.PAGE_JS``, ``dd.inflateMap``)."""
+    u = np.round(np.clip(z, 0, 1) * 255).astype(np.int16)
+    delta = np.diff(np.diff(u, axis=1, prepend=0), axis=0, prepend=0)
+    return base64.b64encode(zlib.compress((delta % 256).astype(np.uint8).tobytes(), 1)).decode("ascii")
+
+
+def rho_frames(boxes: np.ndarray, labels: np.ndarray, class_index: int | None, profile_box: int | None,
+               title: Callable[[float], str], synthesize: Callable[[int | None, float], np.ndarray], stride: float,
+               min_radius: float) -> dict:
+    """What the target view draws at every position of the rho slider (``app.controls.rho_values``), so the page
+    redraws a rho move without asking the server (a round trip through Gradio took ~200 ms on a 2-core CPU; the
+    page's redraw alone ~70 ms). Each frame comes from the same functions as the figure: ``synthesize(class, rho)``
+    for the map, ``gaussian_radius`` for the radii, ``title(rho)``.
+
+    Returns ``{"rho" (R,), "shape" [Hh, Wh], "z" (R maps, ``encode_map``), "radii" (R x base64 float32 (G,) cells),
+    "profile" (R x base64 float32 (Wh,) the profile row, rounded as the figure's) or None, "title" (R,), "stride",
+    "box" (the profile box, or None), "box_cx" (its centre x, pixels)}``.
+    """
+    boxes_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))
+    centres = box_centres(boxes)
+    frames: dict[str, Any] = {"rho": rho_values(), "z": [], "radii": [], "profile": [] if profile_box is not None
+                              else None, "title": [], "stride": float(stride), "box": profile_box,
+                              "box_cx": None if profile_box is None else float(centres[profile_box, 0])}
+    for rho in frames["rho"]:
+        z = synthesize(class_index, rho)
+        frames["z"].append(encode_map(z))
+        frames["shape"] = list(z.shape)
+        frames["radii"].append(_b64(gaussian_radius(boxes_t, stride, min_radius, rho).numpy().astype("<f4")))
+        frames["title"].append(title(rho))
+        if profile_box is not None:
+            box_class = int(labels[profile_box])
+            channel = z if class_index == box_class else synthesize(box_class, rho)
+            row = int(np.clip(np.floor(centres[profile_box, 1] / stride), 0, channel.shape[0] - 1))
+            frames["profile"].append(_b64(channel[row].round(4).astype("<f4")))
+    return frames
+
+
+class TargetRequest:
+    """One request for this browser session's target figure. The target view's events run side by side (a rho move
+    that brings rho frames takes ~50 ms longer than a min_radius move), and Gradio shows whichever figure answers
+    last; so every request is numbered, and one that a newer request overtook sends nothing (``latest``). The
+    session also remembers the inputs (all but rho) of the last figure sent with rho frames: a rho move the page
+    drew from frames is right only when they are the request's own (``frames_match``); a move made while another
+    change was on its way was drawn from the old figure's frames and needs the new figure."""
+
+    def __init__(self, handlers: "TargetHandlers", key: tuple) -> None:
+        self._requests, self._lock = handlers._target_requests, handlers._target_lock
+        self.session = getattr(LocalContext.request.get(None), "session_hash", None)
+        self.key = repr(key)
+        self.number = 0
+        if self.session:
+            with self._lock:
+                number, frames_key = self._requests.peek(self.session) or (0, None)
+                self.number = number + 1
+                self._requests.put(self.session, (self.number, frames_key))
+
+    def _state(self) -> tuple[int, str | None]:
+        with self._lock:
+            return self._requests.peek(self.session) or (self.number, None)
+
+    def latest(self) -> bool:
+        return not self.session or self._state()[0] == self.number
+
+    def frames_match(self) -> bool:
+        return not self.session or self._state()[1] == self.key
+
+    def sent(self, frames: bool) -> None:
+        """This request's figure is sent, with rho frames or without."""
+        if self.session:
+            with self._lock:
+                number, _ = self._requests.peek(self.session) or (self.number, None)
+                self._requests.put(self.session, (number, self.key if frames else None))
+
+
 class TargetHandlers:
     """The target view's handlers (mixed into ``app.explorer.Explorer``)."""
 
+    _target_requests: LRU
+    _target_lock: threading.Lock
+
     def _target(self, source: ImageSource, image_hw: tuple[int, int], class_names: Sequence[str],
                 gt: GroundTruth | None, traj: Trajectory | None, cfg: DiffDetConfig | None, score_threshold: float,
-                min_radius: Any, rho: Any, target_class: Any, profile_box: Any) -> tuple[go.Figure, Any]:
+                min_radius: Any, rho: Any, target_class: Any, profile_box: Any,
+                frames: bool = False) -> tuple[go.Figure, Any]:
+        """The target figure (with ``rho_frames`` in its ``layout.meta`` when ``frames``) and the profile-box
+        choices."""
         min_r = number(min_radius, 4.0, 0.1, 64.0, "min_radius")
         rho_v = number(rho, 0.5, 0.0, 4.0, "rho")
         boxes, labels, source_name = self._target_boxes(gt, traj, score_threshold)
@@ -152,20 +254,56 @@ class TargetHandlers:
                     self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
             figure = target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
                                      source_name, min_r, rho_v, profile_map=profile_map)
+        if frames and len(boxes):
+            profile = (box, class_names[int(labels[box])]) if box is not None else None
+            meta = rho_frames(
+                boxes, labels, class_index, box,
+                lambda r: target_title(source_name, class_names, class_index, stride, min_r, r, profile),
+                lambda k, r: self._synthesize(boxes, labels, k, grid, stride, min_r, r), stride, min_r)
+            figure.update_layout(meta={**figure.layout.meta, "rho_frames": meta})
         return figure, gr.update(choices=choices, value=box)
 
     def render_target(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                       traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any, rho: Any,
-                      target_class: Any, profile_box: Any, score_threshold: Any) -> Any:
-        """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders)."""
+                      target_class: Any, profile_box: Any, score_threshold: Any, frames: bool = False) -> Any:
+        """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders); ``frames``:
+        with every rho position's frame (``rho_frames``) for the page. Sends nothing when a newer request of the
+        same browser session has come meanwhile (``TargetRequest``)."""
+        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
+                                       min_radius, target_class, profile_box, score_threshold))
+        return self._render_target(request, image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
+                                   min_radius, rho, target_class, profile_box, score_threshold, frames)
+
+    def _render_target(self, request: TargetRequest, image_path: str | None, gt_file: str | None,
+                       use_example_gt: bool, traj_file: str | None, checkpoint: str | None, upload: str | None,
+                       min_radius: Any, rho: Any, target_class: Any, profile_box: Any, score_threshold: Any,
+                       frames: bool) -> Any:
         if not image_path:
-            return message_figure("Pick an image (and ground truth) to see its heatmap target.")
-        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
-                                                                           traj_file, checkpoint, upload)
-        figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
-                                 number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class,
-                                 profile_box)
+            figure = message_figure("Pick an image (and ground truth) to see its heatmap target.")
+        else:
+            source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                               traj_file, checkpoint, upload)
+            figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
+                                     number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho,
+                                     target_class, profile_box, frames=frames)
+        if not request.latest():
+            return gr.skip()
+        request.sent(frames and "rho_frames" in (figure.layout.meta or {}))
         return figure
+
+    def render_target_rho(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                          traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
+                          rho: Any, target_class: Any, profile_box: Any, score_threshold: Any,
+                          drawn_in_page: Any = False) -> Any:
+        """A move of the rho slider (or the Target tab opened). The page draws a move from the shown figure's rho
+        frames when it has them (``drawn_in_page``: nothing to send, when those frames are this request's own);
+        otherwise the figure comes with its frames, for the moves after this one."""
+        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
+                                       min_radius, target_class, profile_box, score_threshold))
+        if drawn_in_page is True and request.frames_match():
+            return gr.skip()
+        return self._render_target(request, image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
+                                   min_radius, rho, target_class, profile_box, score_threshold, frames=True)
 
     def _target_inputs(self, image_path: str, gt_file: str | None, use_example_gt: bool, traj_file: str | None,
                        checkpoint: str | None, upload: str | None) -> tuple:
@@ -184,12 +322,21 @@ class TargetHandlers:
     def target_boxes_update(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                             traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
                             rho: Any, target_class: Any, score_threshold: Any) -> tuple:
-        """New image or ground truth: the target figure and the profile-box choices."""
+        """New image or ground truth: the target figure and the profile-box choices (the figure not, when a newer
+        target request of the session has come meanwhile)."""
+        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
+                                       min_radius, target_class, 0, score_threshold))
         if not image_path:
-            return message_figure("Pick an image (and ground truth) to see its heatmap target."), \
+            figure, choices = message_figure("Pick an image (and ground truth) to see its heatmap target."), \
                 gr.update(choices=[], value=None)
-        source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
-                                                                           traj_file, checkpoint, upload)
-        return self._target(source, image_hw, class_names, gt, traj, cfg,
-                            number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho, target_class, 0)
+        else:
+            source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
+                                                                               traj_file, checkpoint, upload)
+            figure, choices = self._target(source, image_hw, class_names, gt, traj, cfg,
+                                           number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho,
+                                           target_class, 0)
+        if not request.latest():
+            return gr.skip(), choices
+        request.sent(False)
+        return figure, choices
 
