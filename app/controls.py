@@ -34,16 +34,24 @@ MAX_STEPS = 50
 APP_AGNOSTIC_NMS = True
 MAX_PROPOSALS = 1000
 MAX_UPLOADED_TEST_SIZE = 1333  # the COCO reference's long side
-# The target view's rho slider: its range and step. The target figure carries one precomputed frame per position, so
-# a rho move is drawn in the page (``app.views.target.rho_frames``).
-RHO_RANGE = (0.0, 1.5)
-RHO_STEP = 0.05
+# The target view's rho and min_radius sliders: range and step. The target figure can carry one precomputed frame per
+# position, so a move is drawn in the page (``app.views.target.slider_frames``).
+RHO_RANGE, RHO_STEP = (0.0, 1.5), 0.05
+MIN_RADIUS_RANGE, MIN_RADIUS_STEP = (0.5, 16.0), 0.5
+
+
+def _positions(low: float, high: float, step: float) -> list[float]:
+    return [round(low + k * step, 6) for k in range(int(round((high - low) / step)) + 1)]
 
 
 def rho_values() -> list[float]:
     """Every position of the rho slider, low to high."""
-    count = int(round((RHO_RANGE[1] - RHO_RANGE[0]) / RHO_STEP)) + 1
-    return [round(RHO_RANGE[0] + k * RHO_STEP, 6) for k in range(count)]
+    return _positions(*RHO_RANGE, RHO_STEP)
+
+
+def min_radius_values() -> list[float]:
+    """Every position of the min_radius slider (heatmap cells), low to high."""
+    return _positions(*MIN_RADIUS_RANGE, MIN_RADIUS_STEP)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -482,8 +482,8 @@ class Explorer(DenoisingHandlers, HeatmapHandlers, TargetHandlers, ResultsHandle
         return result, str(json_path)
 
 
-for _name in ("detect", "render", "render_heatmap", "render_target", "render_target_rho", "target_boxes_update",
-              "compare", "training", "predict_api"):
+for _name in ("detect", "render", "render_heatmap", "render_target", "render_target_rho", "render_target_min_radius",
+              "render_target_opened", "target_boxes_update", "compare", "training", "predict_api"):
     setattr(Explorer, _name, guard(getattr(Explorer, _name)))
 
 # Gradio passes its progress tracker to a handler whose signature has a parameter defaulting to ``gr.Progress()``

@@ -7,7 +7,8 @@ handlers' argument names (``image_path``, ``steps``, ``seed``, ``proposals`` ...
                       -> detections JSON, trajectory JSON file
     /detect           every control -> every view (the Detect button, except that the page keeps the previous
                       views when a run fails while the API raises the error)
-    /target           the live target synthesis (min_radius, rho, class, profile box)
+    /target           the target synthesis for min_radius, rho, class, profile box (the page draws rho and
+                      min_radius moves from frames the figure carries)
     /render, /heatmap redraws from a stored run (/render also takes the slider position to open at)
     /compare          A/B of two seeds or settings
     /training_curves  AP-vs-iteration figure from a metrics file
@@ -22,7 +23,9 @@ from typing import Any
 
 import gradio as gr
 
-from app.controls import MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, RHO_RANGE, RHO_STEP
+from app.controls import (
+    MAX_CLASSES_OPTION, MAX_PROPOSALS, MAX_STEPS, MIN_RADIUS_RANGE, MIN_RADIUS_STEP, RHO_RANGE, RHO_STEP,
+)
 from app.explorer import Explorer
 from app.inputs import MAX_CHECKPOINT_BYTES, MAX_IMAGE_BYTES, InputError
 from app.views.convergence import PAPER, TEACHING
@@ -500,8 +503,10 @@ PAGE_JS = """() => {
     gd.__ddScrubWatch = true;
     gd.on('plotly_sliderchange', (e) => { if (e && e.interaction && e.slider) dd.scrub(gd, e.slider.active); });
   };
-  // The target view's rho frames (``layout.meta.rho_frames``, see app.views.target.rho_frames): the maps are
-  // inflated once per figure; a frame is then drawn with one Plotly.update (no server round trip).
+  // The target view's slider frames (``layout.meta.frames``, see app.views.target.slider_frames): per live slider
+  // (rho, min_radius), every position's map, radii, profile and title, the other slider held at ``held``. The maps
+  // are inflated once per figure; a frame is then drawn with one Plotly.update (no server round trip), and the
+  // figure's current parameters (``params``) follow it, so one slider's frames stop being used once the other moved.
   dd.bytes = (text) => { const bin = atob(text), out = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i); return out; };
   dd.inflateMap = async (text, shape) => {  // inverse of app.views.target.encode_map: (H rows of W) uint8
@@ -511,26 +516,29 @@ PAGE_JS = """() => {
     for (let i = 0; i < H; i++) for (let j = 1; j < W; j++) out[i * W + j] = (out[i * W + j] + out[i * W + j - 1]) & 255;
     return Array.from({length: H}, (_, i) => out.subarray(i * W, (i + 1) * W));
   };
-  dd.prepareRho = (gd) => {
-    const F = gd.layout && gd.layout.meta && gd.layout.meta.rho_frames;
-    if (!F || (gd.__ddRho && gd.__ddRho.F === F)) return;
-    const entry = gd.__ddRho = {F, z: null, shown: null};
-    Promise.all(F.z.map(text => dd.inflateMap(text, F.shape))).then(z => { entry.z = z; })
-      .catch(e => console.error('rho frames', e));
+  dd.prepareFrames = (gd) => {
+    const meta = gd.layout && gd.layout.meta, F = meta && meta.frames;
+    if (!F || (gd.__ddFrames && gd.__ddFrames.F === F)) return;
+    const entry = gd.__ddFrames = {F, z: {}, params: Object.assign({}, meta.params)};
+    for (const slider of Object.keys(F)) {
+      Promise.all(F[slider].z.map(text => dd.inflateMap(text, F[slider].shape)))
+        .then(z => { entry.z[slider] = z; }).catch(e => console.error('target frames', e));
+    }
   };
-  // draw the frame for rho = value; false when the shown figure has none for it (the server draws it then)
-  dd.applyRho = (gd, value) => {
-    const R = gd && gd.__ddRho, F = R && R.F;
-    if (!F || !R.z || !gd.layout || !gd.layout.meta || gd.layout.meta.rho_frames !== F) return false;
-    const k = F.rho.findIndex(v => Math.abs(v - value) < 1e-6);
+  // draw the frame of ``slider`` at ``value``; false when the shown figure has none for it (the server draws it then)
+  dd.applyFrame = (gd, slider, value) => {
+    const R = gd && gd.__ddFrames, F = R && R.F && R.F[slider], Z = R && R.z[slider];
+    if (!F || !Z || !gd.layout || !gd.layout.meta || gd.layout.meta.frames !== R.F) return false;
+    if (Object.keys(F.held).some(other => Math.abs(R.params[other] - F.held[other]) > 1e-9)) return false;
+    const k = F.values.findIndex(v => Math.abs(v - value) < 1e-6);
     if (k < 0) return false;
-    if (R.shown === k) return true;
+    if (Math.abs(R.params[slider] - F.values[k]) < 1e-9) return true;  // shown already
     const f32 = (text) => new Float32Array(dd.bytes(text).buffer), radii = f32(F.radii[k]), s = F.stride;
     const find = (name) => gd.data.findIndex(t => t.name === name);
     const heat = find('target'), circles = find('gaussian radius'), centres = find('centres'), profile = find('profile');
     const update = {z: [], x: [], y: [], customdata: []}, traces = [];
     const add = (i, values) => { traces.push(i); for (const key in update) update[key].push(values[key]); };
-    add(heat, {z: R.z[k]});
+    add(heat, {z: Z[k]});
     if (circles >= 0 && centres >= 0) {  // each shown box's circle, as app.plotting.circle_path draws it
       const c = gd._fullData[centres], xs = [], ys = [];
       const rows = gd.data[centres].customdata.map(row => [row[0], radii[row[5]], radii[row[5]] * s, row[3], row[4], row[5]]);
@@ -547,20 +555,22 @@ PAGE_JS = """() => {
       layout['shapes[0].x0'] = layout['shapes[0].x1'] = F.box_cx - r;
       layout['shapes[1].x0'] = layout['shapes[1].x1'] = F.box_cx + r;
     }
-    R.shown = k;
+    R.params[slider] = F.values[k];
     window.Plotly.update(gd, update, layout, traces);
     return true;
   };
-  dd.watchRho = () => {
-    const range = document.querySelector('#rho input[type=range]');
-    if (!range || range.__ddRho) return;
-    range.__ddRho = true;
-    range.addEventListener('input', () => dd.applyRho(document.querySelector('#target-plot .js-plotly-plot'),
-                                                      Number(range.value)));
+  dd.watchFrames = () => {
+    for (const [id, slider] of [['rho', 'rho'], ['min-radius', 'min_radius']]) {
+      const range = document.querySelector(`#${id} input[type=range]`);
+      if (!range || range.__ddFrames) continue;
+      range.__ddFrames = true;
+      range.addEventListener('input', () => dd.applyFrame(document.querySelector('#target-plot .js-plotly-plot'),
+                                                          slider, Number(range.value)));
+    }
   };
   dd.attach = () => {
     dd.reactOnce();
-    dd.watchRho();
+    dd.watchFrames();
     for (const id of ['denoise-plot', 'results-plot', 'compare-plot', 'heatmap-plot', 'convergence-plot',
                       'target-plot', 'training-plot']) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
@@ -568,7 +578,7 @@ PAGE_JS = """() => {
       gd.__ddAttached = true;
       const after = () => {
         if (id === 'denoise-plot' || id === 'results-plot' || id === 'compare-plot') dd.declutter(gd);
-        if (id === 'target-plot') dd.prepareRho(gd);
+        if (id === 'target-plot') dd.prepareFrames(gd);
         if (id === 'denoise-plot') {
           dd.takeSlider(gd); dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
           if (dd.playPending && gd.layout.sliders && gd.layout.sliders.length) {  // Play was pressed before the view
@@ -696,12 +706,12 @@ TWEEN_MS = 600  # one glide between positions (split over the head stages from x
 STAGE_MS = 250
 HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
 
-# A rho move: the page draws it from the target figure's rho frames when it can (a listener on the slider may have
-# already), and tells the server so in the hidden last input.
-RHO_JS = """(...args) => {
+# A move of a live target slider (rho, min_radius): the page draws it from the target figure's frames when it can (a
+# listener on the slider may have already), and tells the server so in the hidden last input.
+LIVE_SLIDER_JS = """(...args) => {
   const n = N_INPUTS, out = args.slice(0, n);
   const gd = document.querySelector('#target-plot .js-plotly-plot');
-  out[n - 1] = !!(window.__dd && window.__dd.applyRho && window.__dd.applyRho(gd, Number(args[RHO_INDEX])));
+  out[n - 1] = !!(window.__dd && window.__dd.applyFrame && window.__dd.applyFrame(gd, 'SLIDER', Number(args[VALUE_INDEX])));
   return out;
 }"""
 
@@ -869,7 +879,8 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                     "radius (its sigma, the dotted circle) is `r = max(min_radius, rho · min(w, h))` "
                                     "heatmap cells. Move the sliders.")
                         with gr.Row():
-                            min_radius = gr.Slider(0.5, 16, value=cfg.min_radius if cfg else 4, step=0.5,
+                            min_radius = gr.Slider(*MIN_RADIUS_RANGE, value=cfg.min_radius if cfg else 4,
+                                                   step=MIN_RADIUS_STEP,
                                                    label="min_radius (cells)", elem_id="min-radius",
                                                    info="smallest gaussian sigma, in heatmap cells")
                             rho = gr.Slider(*RHO_RANGE, value=cfg.rho if cfg else 0.5, step=RHO_STEP, label="rho",
@@ -977,7 +988,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                             score_threshold]
         boxes_inputs = image_gt + [traj_store] + model + [min_radius, rho, target_class, score_threshold]
 
-        rho_drawn = gr.Checkbox(False, visible=False)  # set by RHO_JS: the page drew this rho move itself
+        frame_drawn = gr.Checkbox(False, visible=False)  # set by LIVE_SLIDER_JS: the page drew this move itself
         keep_position = KEEP_POSITION_JS.replace("N_INPUTS", str(len(render_inputs)))
         # .input, not .release: arrow keys and the number box move a slider without a release (the fresh-user trial
         # pressed arrow keys on Head stage and the figure stayed); always_last keeps a drag to one redraw at a time.
@@ -997,18 +1008,20 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
               api_name="heatmap", **cheap)
         # always_last: moves made while a redraw is in flight end with the figure of the last value (Gradio's default
         # for this event dropped them, leaving a figure behind the slider after quick arrow-key presses).
-        gr.on([min_radius.input, target_class.input, profile_box.input], explorer.render_target,
+        gr.on([target_class.input, profile_box.input], explorer.render_target,
               target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden",
               trigger_mode="always_last")
-        # A rho move is drawn by the page from the figure's rho frames when it has them (the server then sends
-        # nothing); the first move after any other change fetches the figure with its frames.
-        # Opening the tab fetches the figure with its frames, so the first rho move is drawn by the page too.
-        target_tab.select(explorer.render_target_rho, target_inputs, target_plot,
-                          api_visibility="private", queue=False, show_progress="hidden")
-        rho.input(explorer.render_target_rho, target_inputs + [rho_drawn], target_plot, api_visibility="private",
-                  js=RHO_JS.replace("N_INPUTS", str(len(target_inputs) + 1))
-                  .replace("RHO_INDEX", str(target_inputs.index(rho))),
-                  queue=False, show_progress="hidden", trigger_mode="always_last")
+        # A move of rho or min_radius is drawn by the page from the figure's frames of that slider when it has them
+        # (the server then sends nothing); otherwise the figure comes with them. Opening the tab fetches the figure
+        # with both sliders' frames, so the first move is drawn by the page too.
+        target_tab.select(explorer.render_target_opened, target_inputs, target_plot, api_visibility="private",
+                          queue=False, show_progress="hidden")
+        for control, name, handler in ((rho, "rho", explorer.render_target_rho),
+                                       (min_radius, "min_radius", explorer.render_target_min_radius)):
+            control.input(handler, target_inputs + [frame_drawn], target_plot, api_visibility="private",
+                          js=LIVE_SLIDER_JS.replace("N_INPUTS", str(len(target_inputs) + 1))
+                          .replace("VALUE_INDEX", str(target_inputs.index(control))).replace("SLIDER", name),
+                          queue=False, show_progress="hidden", trigger_mode="always_last")
 
         compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
                                                                                      heatmap_b, renewal_b],

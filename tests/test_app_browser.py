@@ -810,6 +810,9 @@ TARGET_STATE = """() => {
           shapes: (gd._fullLayout.shapes || []).map(s => [s.x0, s.x1]), rows: centres.customdata};
 }"""
 
+FRAMES_READY = """(slider) => { const gd = document.querySelector('#target-plot .js-plotly-plot');
+  return !!(gd && gd.__ddFrames && gd.__ddFrames.z[slider]); }"""
+
 WRAP_REACT = """() => { const P = window.Plotly, react = P.react; window.__given = [];
   P.react = function (gd, ...rest) { window.__given.push([gd, gd._fullLayout]); return react.call(this, gd, ...rest); };
   window.__unwrap = () => { P.react = react; }; }"""
@@ -826,12 +829,11 @@ def _same_target(a: dict, b: dict) -> None:
 
 
 def test_rho_slider_resynthesises_the_target(page) -> None:
-    """Opening the tab brings the figure with a frame per rho position: a rho move is drawn by the page (no figure
-    from the server), and what it draws is what the server draws for that rho."""
+    """Opening the tab brings the figure with a frame per rho (and min_radius) position: a rho move is drawn by the
+    page (no figure from the server), and what it draws is what the server draws for that rho."""
     page.get_by_role("tab", name="Target").click()
     page.wait_for_function(f"() => ({TARGET_Z})() !== null")
-    page.wait_for_function("() => { const gd = document.querySelector('#target-plot .js-plotly-plot');"
-                           " return !!(gd && gd.__ddRho && gd.__ddRho.z); }")  # the frames are inflated
+    page.wait_for_function(FRAMES_READY, arg="rho")  # the frames are inflated
     before = page.evaluate(TARGET_STATE)
     shot(page, "04_target_before", "#target-plot")
     rho = page.locator("#rho input[type=range]")
@@ -854,7 +856,7 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
     assert page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').data[0].type") == "image"
     shot(page, "04_target_after_rho", "#target-plot")
     # The server's figure for the same rho: with the page's frames off, step away and back.
-    page.evaluate("() => { window.__dd.pageRho = window.__dd.applyRho; window.__dd.applyRho = () => false; }")
+    page.evaluate("() => { window.__dd.pageFrame = window.__dd.applyFrame; window.__dd.applyFrame = () => false; }")
     try:
         rho.focus()
         for key, value in (("ArrowLeft", rho_value - 0.05), ("ArrowRight", rho_value)):
@@ -862,29 +864,50 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
             page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
                                    ".includes(`${v} · min(w, h)`)", arg=f"{round(value, 2):g}")
     finally:
-        page.evaluate("() => { window.__dd.applyRho = window.__dd.pageRho; }")
+        page.evaluate("() => { window.__dd.applyFrame = window.__dd.pageFrame; }")
     _same_target(drawn, page.evaluate(TARGET_STATE))
 
 
-def test_a_min_radius_move_is_drawn_once(page) -> None:
-    page.get_by_role("tab", name="Target").click()
-    page.wait_for_function(f"() => ({TARGET_Z})() !== null")
+def test_min_radius_after_rho_comes_from_the_server_once_then_from_the_page(page) -> None:
+    """After rho moved, the figure's min_radius frames (made at the old rho) are not used: the first min_radius move
+    is drawn by the server, once, and brings that slider's frames; the next one is drawn by the page."""
+    page.get_by_role("tab", name="Heatmap").click()
+    page.get_by_role("tab", name="Target").click()  # opened again: a figure with both sliders' frames
+    page.wait_for_function(FRAMES_READY, arg="rho")
+    page.wait_for_function(FRAMES_READY, arg="min_radius")
+    page.evaluate("""() => { const dd = window.__dd, apply = dd.applyFrame; window.__frameCalls = [];
+      dd.applyFrame = (gd, slider, value) => { const out = apply(gd, slider, value);
+        window.__frameCalls.push([slider, out]); return out; }; window.__frameApply = apply; }""")
+    rho = page.locator("#rho input[type=range]")
+    rho.focus()
+    rho.press("ArrowRight")  # drawn by the page
     slider = page.locator("#min-radius input[type=range]")
     slider.scroll_into_view_if_needed()
     box = slider.bounding_box()
+    title = ("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+             ".includes(`r = max(${v}, `)")
     page.evaluate(WRAP_REACT)
     try:
         page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
         value = float(page.locator("#min-radius input[type=number]").input_value())
-        page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
-                               ".includes(`r = max(${v}, `)", arg=f"{value:g}")
+        page.wait_for_function(title, arg=f"{value:g}")
         # Drawn once: the plot Gradio removes for the new figure is not drawn again first (that doubled the time).
         drawn = page.evaluate("""() => new Promise(r => setTimeout(() =>
           r(window.__given.map(([gd, before]) => [gd.isConnected, gd._fullLayout !== before])), 300))""")
+        assert [True, True] in drawn, drawn
+        assert [False, True] not in drawn, drawn
+        page.wait_for_function(FRAMES_READY, arg="min_radius")
+        page.evaluate("() => { window.__given.length = 0; }")
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(title, arg=f"{value + 0.5:g}")
+        page.wait_for_timeout(500)  # a figure from the server would have come by now
+        assert page.evaluate("() => window.__given.length") == 0  # drawn by the page
+        calls = page.evaluate("() => window.__frameCalls")
+        assert ["rho", True] in calls and ["min_radius", False] in calls and ["min_radius", True] in calls, calls
+        assert calls.index(["min_radius", False]) < calls.index(["min_radius", True])
     finally:
-        page.evaluate("() => window.__unwrap()")
-    assert [True, True] in drawn, drawn
-    assert [False, True] not in drawn, drawn
+        page.evaluate("() => { window.__unwrap(); window.__dd.applyFrame = window.__frameApply; }")
 
 
 def test_quick_arrow_key_presses_end_on_the_last_value(page) -> None:

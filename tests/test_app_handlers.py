@@ -19,7 +19,7 @@ import test_app_support as support
 from test_app_support import CHECKPOINT_NAME, app_env  # noqa: F401  (fixture)
 from gradio.context import LocalContext
 
-from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid, rho_values
+from app.controls import MAX_CLASSES_OPTION, Display, heatmap_grid, min_radius_values, rho_values
 from app.explorer import Explorer
 from app.views.target import TargetRequest
 from diffdet.config import TINY
@@ -195,24 +195,30 @@ def _decode_map(text: str, shape: list[int]) -> np.ndarray:
     return (np.cumsum(np.cumsum(delta, axis=0), axis=1) % 256).astype(np.uint8)
 
 
-def test_rho_frames_are_the_figures_the_server_draws_for_each_rho(explorer: Explorer, example: str,
-                                                                   run: tuple) -> None:
-    args = (example, None, True, run[9], CHECKPOINT_NAME, None, 1.0)
-    with_frames = explorer.render_target(*args, 0.5, MAX_CLASSES_OPTION, 1, 0.3, frames=True)
-    assert "rho_frames" not in (explorer.render_target(*args, 0.5, MAX_CLASSES_OPTION, 1, 0.3).layout.meta or {})
-    frames = with_frames.layout.meta["rho_frames"]
-    assert frames["rho"] == rho_values() and len(frames["z"]) == len(frames["rho"]) == len(frames["title"])
-    for k in (0, 6, 18, len(frames["rho"]) - 1):  # rho 0, 0.3, 0.9, 1.5
-        figure = explorer.render_target(*args, frames["rho"][k], MAX_CLASSES_OPTION, 1, 0.3)
+def test_slider_frames_are_the_figures_the_server_draws_at_each_position(explorer: Explorer, example: str,
+                                                                         run: tuple) -> None:
+    args = (example, None, True, run[9], CHECKPOINT_NAME, None)
+    plain = explorer.render_target(*args, 1.0, 0.5, MAX_CLASSES_OPTION, 1, 0.3)
+    assert "frames" not in (plain.layout.meta or {})  # the API's figure carries none
+    opened = explorer.render_target_opened(*args, 1.0, 0.5, MAX_CLASSES_OPTION, 1, 0.3)
+    frames = opened.layout.meta["frames"]
+    assert opened.layout.meta["params"] == {"min_radius": 1.0, "rho": 0.5}
+    assert frames["rho"]["values"] == rho_values() and frames["rho"]["held"] == {"min_radius": 1.0}
+    assert frames["min_radius"]["values"] == min_radius_values() and frames["min_radius"]["held"] == {"rho": 0.5}
+    for slider, k in (("rho", 0), ("rho", 6), ("rho", 30), ("min_radius", 0), ("min_radius", 7), ("min_radius", 31)):
+        F = frames[slider]
+        value = F["values"][k]
+        min_radius, rho = (1.0, value) if slider == "rho" else (value, 0.5)
+        figure = explorer.render_target(*args, min_radius, rho, MAX_CLASSES_OPTION, 1, 0.3)
         trace = {t.name: t for t in figure.data}
-        np.testing.assert_array_equal(_decode_map(frames["z"][k], frames["shape"]), np.asarray(trace["target"].z))
-        assert frames["title"][k] == figure.layout.title.text
-        radii = np.frombuffer(base64.b64decode(frames["radii"][k]), "<f4")
+        np.testing.assert_array_equal(_decode_map(F["z"][k], F["shape"]), np.asarray(trace["target"].z))
+        assert F["title"][k] == figure.layout.title.text
+        radii = np.frombuffer(base64.b64decode(F["radii"][k]), "<f4")
         np.testing.assert_allclose([row[1] for row in trace["centres"].customdata], radii, rtol=1e-6)
-        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(frames["profile"][k]), "<f4"),
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(F["profile"][k]), "<f4"),
                                       np.asarray(trace["profile"].y, np.float32))
-        r = radii[frames["box"]] * frames["stride"]
-        assert [s.x0 for s in figure.layout.shapes] == pytest.approx([frames["box_cx"] - r, frames["box_cx"] + r])
+        r = radii[F["box"]] * F["stride"]
+        assert [s.x0 for s in figure.layout.shapes] == pytest.approx([F["box_cx"] - r, F["box_cx"] + r])
 
 
 class _Session:
@@ -230,19 +236,22 @@ def test_a_target_request_overtaken_by_a_newer_one_sends_nothing(explorer: Explo
         original = explorer._target
 
         def overtaken(*a, **k):  # a newer request of this session comes while this one computes
-            TargetRequest(explorer, ("newer",))
+            TargetRequest(explorer, {"newer": True})
             return original(*a, **k)
 
         monkeypatch.setattr(explorer, "_target", overtaken)
         assert isinstance(explorer.render_target_rho(*args), dict)  # gr.skip(): nothing sent
         monkeypatch.setattr(explorer, "_target", original)
-        assert isinstance(explorer.render_target_rho(*args), go.Figure)
+        assert list(explorer.render_target_rho(*args).layout.meta["frames"]) == ["rho"]
         # a move the page drew from these frames sends nothing; drawn from another figure's frames (here: another
         # min_radius was on its way), the figure comes
         drawn = (*args[:7], 0.55, *args[8:])
         assert isinstance(explorer.render_target_rho(*drawn, True), dict)
         other = (*args[:6], 2.0, 0.55, *args[8:])
-        assert "rho_frames" in explorer.render_target_rho(*other, True).layout.meta
+        assert "rho" in explorer.render_target_rho(*other, True).layout.meta["frames"]
+        # min_radius frames were not sent with that figure: a min_radius move said drawn is drawn by the server
+        assert "min_radius" in explorer.render_target_min_radius(*(*args[:6], 2.5, 0.55, *args[8:]), True) \
+            .layout.meta["frames"]
     finally:
         LocalContext.request.reset(token)
 

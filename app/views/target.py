@@ -17,7 +17,7 @@ from diffdet.config import DiffDetConfig
 from diffdet.heatmap import gaussian_radius
 from diffdet.trajectory import Trajectory
 
-from app.controls import LRU, heatmap_grid, number, rho_values
+from app.controls import LRU, heatmap_grid, min_radius_values, number, rho_values
 from app.inputs import GroundTruth
 from app.plotting import (
     IMAGE_PLOT_HEIGHT, ImageSource, box_centres, circle_path, class_colour, image_axes, image_plot_height, lines,
@@ -144,72 +144,86 @@ def encode_map(z: np.ndarray) -> str:
     return base64.b64encode(zlib.compress((delta % 256).astype(np.uint8).tobytes(), 1)).decode("ascii")
 
 
-def rho_frames(boxes: np.ndarray, labels: np.ndarray, class_index: int | None, profile_box: int | None,
-               title: Callable[[float], str], synthesize: Callable[[int | None, float], np.ndarray], stride: float,
-               min_radius: float) -> dict:
-    """What the target view draws at every position of the rho slider (``app.controls.rho_values``), so the page
-    redraws a rho move without asking the server (a round trip through Gradio took ~200 ms on a 2-core CPU; the
-    page's redraw alone ~70 ms). Each frame comes from the same functions as the figure: ``synthesize(class, rho)``
-    for the map, ``gaussian_radius`` for the radii, ``title(rho)``.
+# The target view's sliders whose every position the figure can carry as a frame, drawn by the page.
+LIVE_SLIDERS = ("rho", "min_radius")
 
-    Returns ``{"rho" (R,), "shape" [Hh, Wh], "z" (R maps, ``encode_map``), "radii" (R x base64 float32 (G,) cells),
-    "profile" (R x base64 float32 (Wh,) the profile row, rounded as the figure's) or None, "title" (R,), "stride",
-    "box" (the profile box, or None), "box_cx" (its centre x, pixels)}``.
+
+def slider_frames(values: Sequence[float], parameters: Callable[[float], tuple[float, float]], boxes: np.ndarray,
+                  labels: np.ndarray, class_index: int | None, profile_box: int | None, stride: float,
+                  title: Callable[[float, float], str],
+                  synthesize: Callable[[int | None, float, float], np.ndarray]) -> dict:
+    """What the target view draws at every position of one slider, the other held, so the page redraws a move of it
+    without asking the server (a round trip through Gradio took ~200 ms on a 2-core CPU; the page's redraw alone
+    ~90 ms). ``parameters(v)`` gives (min_radius, rho) at slider value v. Each frame comes from the same functions as
+    the figure: ``synthesize(class, min_radius, rho)`` for the map, ``gaussian_radius`` for the radii,
+    ``title(min_radius, rho)``.
+
+    Returns ``{"values" (R,), "shape" [Hh, Wh], "z" (R maps, ``encode_map``), "radii" (R x base64 float32 (G,)
+    cells), "profile" (R x base64 float32 (Wh,) the profile row, rounded as the figure's) or None, "title" (R,),
+    "stride", "box" (the profile box, or None), "box_cx" (its centre x, pixels)}``.
     """
     boxes_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))
     centres = box_centres(boxes)
-    frames: dict[str, Any] = {"rho": rho_values(), "z": [], "radii": [], "profile": [] if profile_box is not None
-                              else None, "title": [], "stride": float(stride), "box": profile_box,
+    frames: dict[str, Any] = {"values": list(values), "z": [], "radii": [], "title": [], "stride": float(stride),
+                              "profile": [] if profile_box is not None else None, "box": profile_box,
                               "box_cx": None if profile_box is None else float(centres[profile_box, 0])}
-    for rho in frames["rho"]:
-        z = synthesize(class_index, rho)
+    for value in frames["values"]:
+        min_radius, rho = parameters(value)
+        z = synthesize(class_index, min_radius, rho)
         frames["z"].append(encode_map(z))
         frames["shape"] = list(z.shape)
         frames["radii"].append(_b64(gaussian_radius(boxes_t, stride, min_radius, rho).numpy().astype("<f4")))
-        frames["title"].append(title(rho))
+        frames["title"].append(title(min_radius, rho))
         if profile_box is not None:
             box_class = int(labels[profile_box])
-            channel = z if class_index == box_class else synthesize(box_class, rho)
+            channel = z if class_index == box_class else synthesize(box_class, min_radius, rho)
             row = int(np.clip(np.floor(centres[profile_box, 1] / stride), 0, channel.shape[0] - 1))
             frames["profile"].append(_b64(channel[row].round(4).astype("<f4")))
     return frames
 
 
 class TargetRequest:
-    """One request for this browser session's target figure. The target view's events run side by side (a rho move
-    that brings rho frames takes ~50 ms longer than a min_radius move), and Gradio shows whichever figure answers
-    last; so every request is numbered, and one that a newer request overtook sends nothing (``latest``). The
-    session also remembers the inputs (all but rho) of the last figure sent with rho frames: a rho move the page
-    drew from frames is right only when they are the request's own (``frames_match``); a move made while another
-    change was on its way was drawn from the old figure's frames and needs the new figure."""
+    """One request for this browser session's target figure. The target view's events run side by side (a move that
+    brings slider frames takes ~100 ms longer than one without), and Gradio shows whichever figure answers last; so
+    every request is numbered, and one that a newer request overtook sends nothing (``latest``). The session also
+    remembers, per live slider, the inputs (all but that slider) of the last figure sent with its frames: a move the
+    page drew from frames is right only when they are the request's own (``frames_match``); a move made while another
+    change was on its way was drawn from the old figure's frames and needs the new figure.
 
-    def __init__(self, handlers: "TargetHandlers", key: tuple) -> None:
+    Args:
+        inputs: the request's inputs by name (those of ``TargetHandlers.render_target``).
+    """
+
+    def __init__(self, handlers: "TargetHandlers", inputs: dict[str, Any]) -> None:
         self._requests, self._lock = handlers._target_requests, handlers._target_lock
         self.session = getattr(LocalContext.request.get(None), "session_hash", None)
-        self.key = repr(key)
+        self.inputs = inputs
         self.number = 0
         if self.session:
             with self._lock:
-                number, frames_key = self._requests.peek(self.session) or (0, None)
+                number, frames = self._requests.peek(self.session) or (0, {})
                 self.number = number + 1
-                self._requests.put(self.session, (self.number, frames_key))
+                self._requests.put(self.session, (self.number, frames))
 
-    def _state(self) -> tuple[int, str | None]:
+    def _key(self, slider: str) -> str:
+        return repr(sorted((k, v) for k, v in self.inputs.items() if k != slider))
+
+    def _state(self) -> tuple[int, dict[str, str]]:
         with self._lock:
-            return self._requests.peek(self.session) or (self.number, None)
+            return self._requests.peek(self.session) or (self.number, {})
 
     def latest(self) -> bool:
         return not self.session or self._state()[0] == self.number
 
-    def frames_match(self) -> bool:
-        return not self.session or self._state()[1] == self.key
+    def frames_match(self, slider: str) -> bool:
+        return not self.session or self._state()[1].get(slider) == self._key(slider)
 
-    def sent(self, frames: bool) -> None:
-        """This request's figure is sent, with rho frames or without."""
+    def sent(self, frames: Sequence[str]) -> None:
+        """This request's figure is sent, with the frames of these sliders."""
         if self.session:
             with self._lock:
-                number, _ = self._requests.peek(self.session) or (self.number, None)
-                self._requests.put(self.session, (number, self.key if frames else None))
+                number, _ = self._requests.peek(self.session) or (self.number, {})
+                self._requests.put(self.session, (number, {slider: self._key(slider) for slider in frames}))
 
 
 class TargetHandlers:
@@ -221,9 +235,10 @@ class TargetHandlers:
     def _target(self, source: ImageSource, image_hw: tuple[int, int], class_names: Sequence[str],
                 gt: GroundTruth | None, traj: Trajectory | None, cfg: DiffDetConfig | None, score_threshold: float,
                 min_radius: Any, rho: Any, target_class: Any, profile_box: Any,
-                frames: bool = False) -> tuple[go.Figure, Any]:
-        """The target figure (with ``rho_frames`` in its ``layout.meta`` when ``frames``) and the profile-box
-        choices."""
+                frames: Sequence[str] = ()) -> tuple[go.Figure, Any]:
+        """The target figure and the profile-box choices. ``frames``: the live sliders (``LIVE_SLIDERS``) whose
+        every position the figure carries (``slider_frames``, in ``layout.meta["frames"]``, with the figure's own
+        ``params``) for the page to draw."""
         min_r = number(min_radius, 4.0, 0.1, 64.0, "min_radius")
         rho_v = number(rho, 0.5, 0.0, 4.0, "rho")
         boxes, labels, source_name = self._target_boxes(gt, traj, score_threshold)
@@ -246,64 +261,89 @@ class TargetHandlers:
         if len(boxes) == 0:
             figure = message_figure("No boxes to build a target from: give ground truth (or pick an example) or "
                                       "run the detector.", height=IMAGE_PLOT_HEIGHT)
-        else:
-            profile_map = None
-            if box is not None:
-                box_class = int(labels[box])
-                profile_map = target if class_index == box_class else \
-                    self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
-            figure = target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
-                                     source_name, min_r, rho_v, profile_map=profile_map)
-        if frames and len(boxes):
+            return figure, gr.update(choices=choices, value=box)
+        profile_map = None
+        if box is not None:
+            box_class = int(labels[box])
+            profile_map = target if class_index == box_class else \
+                self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
+        figure = target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
+                               source_name, min_r, rho_v, profile_map=profile_map)
+        if frames:
             profile = (box, class_names[int(labels[box])]) if box is not None else None
-            meta = rho_frames(
-                boxes, labels, class_index, box,
-                lambda r: target_title(source_name, class_names, class_index, stride, min_r, r, profile),
-                lambda k, r: self._synthesize(boxes, labels, k, grid, stride, min_r, r), stride, min_r)
-            figure.update_layout(meta={**figure.layout.meta, "rho_frames": meta})
+            title = lambda m, r: target_title(source_name, class_names, class_index, stride, m, r, profile)  # noqa: E731
+            synthesize = lambda k, m, r: self._synthesize(boxes, labels, k, grid, stride, m, r)  # noqa: E731
+            grids = {"rho": (rho_values(), lambda v: (min_r, v), {"min_radius": min_r}),
+                     "min_radius": (min_radius_values(), lambda v: (v, rho_v), {"rho": rho_v})}
+            carried = {}
+            for slider in frames:
+                values, parameters, held = grids[slider]
+                carried[slider] = {**slider_frames(values, parameters, boxes, labels, class_index, box, stride, title,
+                                                   synthesize), "held": held}
+            figure.update_layout(meta={**figure.layout.meta, "frames": carried,
+                                       "params": {"min_radius": min_r, "rho": rho_v}})
         return figure, gr.update(choices=choices, value=box)
 
     def render_target(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                       traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any, rho: Any,
-                      target_class: Any, profile_box: Any, score_threshold: Any, frames: bool = False) -> Any:
-        """Re-synthesise the target for new min_radius / rho / class / profile box (the live sliders); ``frames``:
-        with every rho position's frame (``rho_frames``) for the page. Sends nothing when a newer request of the
-        same browser session has come meanwhile (``TargetRequest``)."""
-        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
-                                       min_radius, target_class, profile_box, score_threshold))
-        return self._render_target(request, image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
-                                   min_radius, rho, target_class, profile_box, score_threshold, frames)
+                      target_class: Any, profile_box: Any, score_threshold: Any) -> Any:
+        """Re-synthesise the target for new min_radius / rho / class / profile box. Sends nothing when a newer
+        request of the same browser session has come meanwhile (``TargetRequest``)."""
+        inputs = dict(locals())
+        inputs.pop("self")
+        return self._render_target(TargetRequest(self, inputs), ())
 
-    def _render_target(self, request: TargetRequest, image_path: str | None, gt_file: str | None,
-                       use_example_gt: bool, traj_file: str | None, checkpoint: str | None, upload: str | None,
-                       min_radius: Any, rho: Any, target_class: Any, profile_box: Any, score_threshold: Any,
-                       frames: bool) -> Any:
-        if not image_path:
+    def _render_target(self, request: TargetRequest, frames: Sequence[str]) -> Any:
+        i = request.inputs
+        if not i["image_path"]:
             figure = message_figure("Pick an image (and ground truth) to see its heatmap target.")
         else:
-            source, image_hw, class_names, gt, traj, cfg = self._target_inputs(image_path, gt_file, use_example_gt,
-                                                                               traj_file, checkpoint, upload)
+            source, image_hw, class_names, gt, traj, cfg = self._target_inputs(
+                i["image_path"], i["gt_file"], i["use_example_gt"], i["traj_file"], i["checkpoint"], i["upload"])
             figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
-                                     number(score_threshold, 0.3, 0, 1, "Score threshold"), min_radius, rho,
-                                     target_class, profile_box, frames=frames)
+                                     number(i["score_threshold"], 0.3, 0, 1, "Score threshold"), i["min_radius"],
+                                     i["rho"], i["target_class"], i["profile_box"], frames=frames)
         if not request.latest():
             return gr.skip()
-        request.sent(frames and "rho_frames" in (figure.layout.meta or {}))
+        request.sent(list((figure.layout.meta or {}).get("frames", {})))
         return figure
+
+    def _render_live(self, inputs: dict[str, Any], slider: str | None) -> Any:
+        """A move of a live slider (``slider``), or the Target tab opened (None). The page draws a move from the
+        shown figure's frames of that slider when it has them (``drawn_in_page``: nothing to send, when those
+        frames are this request's own); otherwise the figure comes with that slider's frames (with both sliders'
+        when the tab opens), for the moves after this one."""
+        drawn = inputs.pop("drawn_in_page", False) is True
+        request = TargetRequest(self, inputs)
+        if slider and drawn and request.frames_match(slider):
+            return gr.skip()
+        return self._render_target(request, (slider,) if slider else LIVE_SLIDERS)
 
     def render_target_rho(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                           traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
                           rho: Any, target_class: Any, profile_box: Any, score_threshold: Any,
                           drawn_in_page: Any = False) -> Any:
-        """A move of the rho slider (or the Target tab opened). The page draws a move from the shown figure's rho
-        frames when it has them (``drawn_in_page``: nothing to send, when those frames are this request's own);
-        otherwise the figure comes with its frames, for the moves after this one."""
-        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
-                                       min_radius, target_class, profile_box, score_threshold))
-        if drawn_in_page is True and request.frames_match():
-            return gr.skip()
-        return self._render_target(request, image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
-                                   min_radius, rho, target_class, profile_box, score_threshold, frames=True)
+        """A move of the rho slider (``_render_live``)."""
+        inputs = dict(locals())
+        inputs.pop("self")
+        return self._render_live(inputs, "rho")
+
+    def render_target_min_radius(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                                 traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
+                                 rho: Any, target_class: Any, profile_box: Any, score_threshold: Any,
+                                 drawn_in_page: Any = False) -> Any:
+        """A move of the min_radius slider (``_render_live``)."""
+        inputs = dict(locals())
+        inputs.pop("self")
+        return self._render_live(inputs, "min_radius")
+
+    def render_target_opened(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                             traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
+                             rho: Any, target_class: Any, profile_box: Any, score_threshold: Any) -> Any:
+        """The Target tab opened: the figure with both live sliders' frames (``_render_live``)."""
+        inputs = dict(locals())
+        inputs.pop("self")
+        return self._render_live(inputs, None)
 
     def _target_inputs(self, image_path: str, gt_file: str | None, use_example_gt: bool, traj_file: str | None,
                        checkpoint: str | None, upload: str | None) -> tuple:
@@ -324,8 +364,10 @@ class TargetHandlers:
                             rho: Any, target_class: Any, score_threshold: Any) -> tuple:
         """New image or ground truth: the target figure and the profile-box choices (the figure not, when a newer
         target request of the session has come meanwhile)."""
-        request = TargetRequest(self, (image_path, gt_file, use_example_gt, traj_file, checkpoint, upload,
-                                       min_radius, target_class, 0, score_threshold))
+        request = TargetRequest(self, {"image_path": image_path, "gt_file": gt_file, "use_example_gt": use_example_gt,
+                                       "traj_file": traj_file, "checkpoint": checkpoint, "upload": upload,
+                                       "min_radius": min_radius, "rho": rho, "target_class": target_class,
+                                       "profile_box": 0, "score_threshold": score_threshold})
         if not image_path:
             figure, choices = message_figure("Pick an image (and ground truth) to see its heatmap target."), \
                 gr.update(choices=[], value=None)
@@ -337,6 +379,6 @@ class TargetHandlers:
                                            target_class, 0)
         if not request.latest():
             return gr.skip(), choices
-        request.sent(False)
+        request.sent(())
         return figure, choices
 
