@@ -188,12 +188,12 @@ def bench_client(url: str, name: str, example: Path, repeats: int, classes: list
         client.predict(handle_file(str(example)), None, True, handle_file(traj), name, None, 4, rho,
                        "max over classes", 0, 0.3, api_name="/target")
         times.append(time.perf_counter() - start)
-    report("/target round trip through gradio_client (rho changes by API; the page draws rho moves itself)",
+    report("/target round trip through gradio_client (rho changes by API; the page draws slider moves itself)",
            f"median {ms(statistics.median(times))}")
 
 
 # Arm a timer on a target-view slider (rho or min_radius): press -> the target plot shows a different heatmap (checked
-# every frame). A redraw without a Plotly.react call since the press was drawn by the page (rho frames).
+# every frame). A redraw without a Plotly.react call since the press was drawn by the page (slider frames).
 ARM_SLIDER = """(id) => {
   const range = document.querySelector(`#${id} input[type=range]`);
   const current = () => { const gd = document.querySelector('#target-plot .js-plotly-plot');
@@ -334,9 +334,8 @@ def bench_browser(url: str) -> None:
             server = [r for r in rows if r[3] is not None]
             times = [r[0] for r in rows]
             report(f"{slider} slider in the browser (press to redrawn target, {len(times)} moves; "
-                   f"{len(in_page)} drawn by the page from rho frames, {len(server)} through the server)",
-                   f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms",
-                   "<= 150 ms" if slider == "rho" else "")
+                   f"{len(in_page)} drawn by the page from the figure's frames, {len(server)} through the server)",
+                   f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms", "<= 150 ms")
             if in_page:
                 report(f"{slider}: moves drawn by the page", f"median {statistics.median(in_page):.0f} ms, "
                        f"max {max(in_page):.0f} ms")
