@@ -444,7 +444,8 @@ PAGE_JS = """() => {
       const x0 = L.xa.l2p(c[0]), x1 = L.xa.l2p(c[2]), y0 = L.ya.l2p(c[1]), y1 = L.ya.l2p(c[3]);
       const r = rects[j], to = w < 0.5 ? a : b, dot = Math.max(to.width[j], 3);  // Plotly's "dot" dash
       r.setAttribute('x', Math.min(x0, x1)); r.setAttribute('y', Math.min(y0, y1));
-      r.setAttribute('width', Math.abs(x1 - x0)); r.setAttribute('height', Math.abs(y1 - y0));
+      // a box of zero width or height is a line (an SVG rect of zero size is not drawn at all)
+      r.setAttribute('width', Math.max(Math.abs(x1 - x0), 0.01)); r.setAttribute('height', Math.max(Math.abs(y1 - y0), 0.01));
       r.setAttribute('stroke', to.colour[j]); r.setAttribute('stroke-opacity', to.opacity[j]);
       r.setAttribute('stroke-width', to.width[j]); r.setAttribute('stroke-dasharray', to.dash[j] ? `${dot},${dot}` : 'none');
     }
@@ -520,9 +521,32 @@ PAGE_JS = """() => {
     const meta = gd.layout && gd.layout.meta, F = meta && meta.frames;
     if (!F || (gd.__ddFrames && gd.__ddFrames.F === F)) return;
     const entry = gd.__ddFrames = {F, z: {}, params: Object.assign({}, meta.params)};
+    dd.mapCache = dd.mapCache || new Map();  // the last few frame sets' maps, by their text
+    let cached = false;
     for (const slider of Object.keys(F)) {
+      const key = F[slider].z.join('|');
+      if (dd.mapCache.has(key)) { entry.z[slider] = dd.mapCache.get(key); cached = true; continue; }
       Promise.all(F[slider].z.map(text => dd.inflateMap(text, F[slider].shape)))
-        .then(z => { entry.z[slider] = z; }).catch(e => console.error('target frames', e));
+        .then(z => {
+          entry.z[slider] = z; dd.mapCache.set(key, z);
+          while (dd.mapCache.size > 4) dd.mapCache.delete(dd.mapCache.keys().next().value);
+          dd.catchUp(gd);
+        }).catch(e => console.error('target frames', e));
+    }
+    // the same frames as a figure shown before (a drag answered move by move): brought to the sliders before the
+    // browser paints it
+    if (cached) dd.catchUp(gd);
+  };
+  // A figure from the server can be older than the sliders: the moves made while it was on its way were not drawn
+  // (no frames yet), and the server's answers to them come later still. Once its frames are inflated (at once when
+  // they are those of a figure shown before), the figure is brought to the sliders' values (a fresh-user trial saw
+  // the title step back 5 times in one drag).
+  dd.LIVE = [['rho', 'rho'], ['min-radius', 'min_radius']];
+  dd.catchUp = (gd) => {
+    if (!gd.isConnected) return;
+    for (const [id, slider] of dd.LIVE) {
+      const input = document.querySelector(`#${id} input[type=number]`);
+      if (input && input.value !== '') dd.applyFrame(gd, slider, Number(input.value));
     }
   };
   // draw the frame of ``slider`` at ``value``; false when the shown figure has none for it (the server draws it then)
@@ -560,7 +584,7 @@ PAGE_JS = """() => {
     return true;
   };
   dd.watchFrames = () => {
-    for (const [id, slider] of [['rho', 'rho'], ['min-radius', 'min_radius']]) {
+    for (const [id, slider] of dd.LIVE) {
       const range = document.querySelector(`#${id} input[type=range]`);
       if (!range || range.__ddFrames) continue;
       range.__ddFrames = true;

@@ -910,6 +910,30 @@ def test_min_radius_after_rho_comes_from_the_server_once_then_from_the_page(page
         page.evaluate("() => { window.__unwrap(); window.__dd.applyFrame = window.__frameApply; }")
 
 
+def test_a_figure_older_than_the_sliders_is_brought_to_their_values(page) -> None:
+    """A figure from the server can arrive after the slider moved on (its answer to a move made before the frames
+    came): once its frames are inflated the page draws the sliders' values (a trial saw the title step back)."""
+    page.get_by_role("tab", name="Heatmap").click()
+    page.get_by_role("tab", name="Target").click()
+    page.wait_for_function(FRAMES_READY, arg="rho")
+    page.wait_for_function(FRAMES_READY, arg="min_radius")
+    shown = page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').layout.meta.params.rho")
+    set_and_prepare = """(value) => { const input = document.querySelector('#rho input[type=number]');
+      input.value = String(value);  // the slider moved on, no event: as if the move was made before the figure came
+      const gd = document.querySelector('#target-plot .js-plotly-plot');
+      delete gd.__ddFrames; window.__dd.prepareFrames(gd); }"""
+    title = ("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+             ".includes(`${v} · min(w, h)`)")
+    later = round(shown + 0.25 if shown <= 1.0 else shown - 0.25, 2)  # a rho slider position (0 to 1.5)
+    page.evaluate(set_and_prepare, later)
+    try:
+        page.wait_for_function(title, arg=f"{later:g}", timeout=5000)
+    finally:  # the slider's own value again
+        page.evaluate("""(value) => { document.querySelector('#rho input[type=number]').value = String(value);
+          window.__dd.catchUp(document.querySelector('#target-plot .js-plotly-plot')); }""", shown)
+    page.wait_for_function(title, arg=f"{shown:g}", timeout=5000)
+
+
 def test_quick_arrow_key_presses_end_on_the_last_value(page) -> None:
     """Four presses faster than a redraw: the figure must end on the slider's last value, not an intermediate one."""
     page.get_by_role("tab", name="Target").click()
