@@ -30,7 +30,7 @@ PLOT_STATE = """(id) => {
   return {
     visible: gd.data.map(t => t.visible === true || t.visible === undefined),
     captions: gd.data.filter(t => t.name === 'caption' && t.visible === true).map(t => t.text[0]),
-    hover: gd.data.filter(t => t.visible === true && t.mode === 'markers')
+    hover: gd.data.filter(t => t.visible === true && t.mode === 'markers' && t.name)
       .map(t => [t.name, t.customdata ? t.customdata.length : 0, t.hovertemplate || '']),
     active: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].active : null,
     positions: gd.layout.sliders && gd.layout.sliders.length ? gd.layout.sliders[0].steps.length : 0,
@@ -206,7 +206,7 @@ def test_step_slider_switches_traces_in_the_browser(page) -> None:
         step, kind = index // 2 + 1, ("in", "out")[index % 2]
         assert state["captions"][0].startswith(f"<b>Step {step}/10")
         if kind == "in":
-            assert name == "inputs" and f"fed to step {step}/10" in template
+            assert name == "inputs: noise" and f"fed to step {step}/10" in template
             proposals = proposals or rows
             assert rows == proposals  # every proposal has a hover point
         else:

@@ -86,9 +86,11 @@ def test_denoise_slider_steps_restyle_the_boxes_of_their_position(image) -> None
     fig = denoising.denoise_figure(traj, image, P.ViewOptions(score_threshold=0.0))
     positions = shown(fig)
     # 1·in: the boxes fed to step 1, drawn in grey, with one hover point per proposal.
-    inputs = [t for t in positions[0] if t["name"] == "inputs"][0]
-    assert len(inputs["customdata"]) == traj.boxes_in_xyxy.shape[1]
-    np.testing.assert_allclose(inputs["x"], P.box_centres(traj.boxes_in_xyxy[0])[:, 0], rtol=1e-6)
+    inputs = [t for t in positions[0] if t["name"].startswith("inputs: ")]  # one hover trace per kind of box
+    ids = np.concatenate([[row[0] for row in t["customdata"]] for t in inputs])
+    assert sorted(ids) == list(range(traj.boxes_in_xyxy.shape[1]))
+    xs = np.concatenate([np.asarray(t["x"], np.float64) for t in inputs])
+    np.testing.assert_allclose(xs, P.box_centres(traj.boxes_in_xyxy[0])[ids, 0], rtol=1e-6)
     assert not [t for t in positions[0] if t["name"] in traj.class_names]
     # 2·out: step 2's last-stage boxes, by class; the hover points sit at their centres, renewal marks are gone
     # (nothing is renewed after the last step) and nothing of 1·out's hover survives.
@@ -152,6 +154,21 @@ def test_opacity_follows_score(image) -> None:
     alphas = {float(t["line"]["color"].split(",")[-1].rstrip(")")) for p in shown(fig) for t in p
               if t.get("mode") == "lines" and t["name"] in traj.class_names and t["line"]["color"].startswith("rgba")}
     assert len(alphas) > 1
+
+
+def test_hover_points_belong_to_the_layer_of_their_boxes(image) -> None:
+    """Hiding a layer hides its boxes' hover points too (a trial saw 50 grey dots stay with "noise boxes" hidden)."""
+    traj = support.make_trajectory(steps=3)
+    fig = denoising.denoise_figure(traj, image)
+    groups = {}
+    slider = fig.layout.sliders[0]
+    indices = slider.steps[0].args[1]
+    for step in slider.steps:  # the names each marker slot takes over the positions
+        for k, name, mode in zip(indices, step.args[0]["name"], step.args[0]["mode"]):
+            if name and mode == "markers":
+                groups[name] = fig.data[k].legendgroup
+    assert groups.get("inputs: noise") == "noise" and groups.get("inputs: renewed") == "renewed"
+    assert groups.get("inputs: heatmap") == "heatmap" and groups.get("boxes") == "boxes"
 
 
 def test_preview_data_styles_each_box_as_its_trace_draws_it(image) -> None:

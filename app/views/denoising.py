@@ -163,13 +163,18 @@ def _position_traces(
         centres = box_centres(boxes)
         wh = boxes[:, 2:] - boxes[:, :2]
         rows = [[int(i), str(origin[i]), float(wh[i, 0]), float(wh[i, 1])] for i in range(n)]
-        traces.append({
-            "type": "scatter", "mode": "markers", "x": centres[:, 0], "y": centres[:, 1], "name": "inputs",
-            "customdata": rows, "showlegend": False,
-            "hovertemplate": (f"<b>box #%{{customdata[0]}}</b> fed to step {s + 1}/{steps}<br>%{{customdata[1]}}"
-                              "<br>%{customdata[2]:.0f} x %{customdata[3]:.0f} px<extra></extra>"),
-            "marker": {"size": 5, "color": rgba(NOISE_COLOUR, 0.5)}, "xaxis": axes[0], "yaxis": axes[1],
-        })
+        # hover points per kind, so hiding a kind's layer hides its points too
+        for (pick, *_), layer in zip(kinds, ("noise", "renewed", "heatmap")):
+            if pick.any():
+                traces.append({
+                    "type": "scatter", "mode": "markers", "x": centres[pick, 0], "y": centres[pick, 1],
+                    "name": f"inputs: {layer}", "customdata": [rows[i] for i in np.flatnonzero(pick)],
+                    "showlegend": False,
+                    "hovertemplate": (f"<b>box #%{{customdata[0]}}</b> fed to step {s + 1}/{steps}"
+                                      "<br>%{customdata[1]}<br>%{customdata[2]:.0f} x %{customdata[3]:.0f} px"
+                                      "<extra></extra>"),
+                    "marker": {"size": 5, "color": rgba(NOISE_COLOUR, 0.5)}, "xaxis": axes[0], "yaxis": axes[1],
+                })
         return traces
     if pos.kind == "out":
         s = pos.step
@@ -287,9 +292,12 @@ def _legend_keys(traj: Trajectory, view: ViewOptions) -> list[tuple[str, str, st
 
 
 # Slot roles in drawing order (boxes under tracks under hover markers under labels and the caption), and the legend
-# layer each role belongs to: a legend click hides the layer's slots, and since the slider never restyles
-# ``visible`` (an unused slot is emptied instead), the layer stays hidden while scrubbing or playing.
-SLOT_ROLES = ("noise", "renewed", "heatmap", "boxes", "centre tracks", "hover", "labels", "caption")
+# layer each role belongs to: a legend click hides the layer's slots (a kind of boxes and their hover points), and
+# since the slider never restyles ``visible`` (an unused slot is emptied instead), the layer stays hidden while
+# scrubbing or playing.
+SLOT_ROLES = ("noise", "renewed", "heatmap", "boxes", "centre tracks", "noise hover", "renewed hover",
+              "heatmap hover", "boxes hover", "labels", "caption")
+HOVER_LAYER = {"noise hover": "noise", "renewed hover": "renewed", "heatmap hover": "heatmap", "boxes hover": "boxes"}
 LAYERS: dict[str, tuple[str, str, str]] = {  # role -> (legend group, legend name, key colour)
     "noise": ("noise", "noise boxes x_t (fed in)", NOISE_COLOUR),
     "renewed": ("renewed", "renewed: fresh noise", FRESH_COLOUR),
@@ -305,7 +313,7 @@ def _slot_role(trace: dict) -> str:
     if name in ("centre tracks", "labels", "caption"):
         return name
     if trace["mode"] == "markers":
-        return "hover"
+        return f"{name[len('inputs: '):]} hover" if name.startswith("inputs: ") else "boxes hover"
     if name == "noise" or name.startswith("carried over"):
         return "noise"
     if name.startswith("renewed"):
@@ -318,7 +326,7 @@ def _slot_role(trace: dict) -> str:
 def _empty_slot(role: str) -> dict:
     """A slot with nothing to show: one missing point, not no points (Plotly makes a trace without data invisible,
     and the legend then skips it, so a hidden layer would reappear when the slider fills the slot)."""
-    return {"type": "scatter", "mode": "markers" if role == "hover" else "lines", "x": [None], "y": [None],
+    return {"type": "scatter", "mode": "markers" if role in HOVER_LAYER else "lines", "x": [None], "y": [None],
             "name": "", "hoverinfo": "skip", "showlegend": False}
 
 
@@ -407,7 +415,7 @@ def _slot_traces(slots: list[dict], roles: list[str], axes: tuple[str, str]) -> 
     group."""
     out = []
     for trace, role in zip(slots, roles):
-        group = LAYERS.get(role, (role,))[0]
+        group = LAYERS.get(HOVER_LAYER.get(role, role), (role,))[0]
         out.append(dict(trace, visible=True, legendgroup=group, xaxis=axes[0], yaxis=axes[1]))
     return out
 
