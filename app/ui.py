@@ -1030,22 +1030,23 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # The heatmap view is redrawn when it is shown, not on every target-slider move (it is 200 kB).
         gr.on([heat_class.change, heat_mode.change, heat_tab.select], explorer.render_heatmap, heat_inputs, heat_plot,
               api_name="heatmap", **cheap)
-        # always_last: moves made while a redraw is in flight end with the figure of the last value (Gradio's default
-        # for this event dropped them, leaving a figure behind the slider after quick arrow-key presses).
-        gr.on([target_class.input, profile_box.input], explorer.render_target,
-              target_inputs, target_plot, api_name="target", queue=False, show_progress="hidden",
-              trigger_mode="always_last")
+        # always_last (in ``cheap``): moves made while a redraw is in flight end with the figure of the last value
+        # (Gradio's default for this event dropped them, leaving a figure behind the slider after quick arrow-key
+        # presses). Queued, as every cheap event: an out-of-range value typed into a slider's box fails in Gradio's
+        # own check, and only a queued event shows its message (unqueued: an HTTP 500 and nothing on the page).
+        gr.on([target_class.input, profile_box.input], explorer.render_target, target_inputs, target_plot,
+              api_name="target", **cheap)
         # A move of rho or min_radius is drawn by the page from the figure's frames of that slider when it has them
         # (the server then sends nothing); otherwise the figure comes with them. Opening the tab fetches the figure
         # with both sliders' frames, so the first move is drawn by the page too.
         target_tab.select(explorer.render_target_opened, target_inputs, target_plot, api_visibility="private",
-                          queue=False, show_progress="hidden")
+                          **cheap)
         for control, name, handler in ((rho, "rho", explorer.render_target_rho),
                                        (min_radius, "min_radius", explorer.render_target_min_radius)):
             control.input(handler, target_inputs + [frame_drawn], target_plot, api_visibility="private",
                           js=LIVE_SLIDER_JS.replace("N_INPUTS", str(len(target_inputs) + 1))
                           .replace("VALUE_INDEX", str(target_inputs.index(control))).replace("SLIDER", name),
-                          queue=False, show_progress="hidden", trigger_mode="always_last")
+                          **cheap)
 
         compare_btn.click(explorer.compare, image_gt + model + sampler + display + [seed_b, steps_b, eta_b,
                                                                                      heatmap_b, renewal_b],

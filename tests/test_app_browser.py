@@ -934,6 +934,24 @@ def test_a_figure_older_than_the_sliders_is_brought_to_their_values(page) -> Non
     page.wait_for_function(title, arg=f"{shown:g}", timeout=5000)
 
 
+def test_an_out_of_range_typed_value_says_so(page) -> None:
+    """A value typed into a slider's box beyond its range fails in Gradio's own check; the page must say so (a trial
+    saw an HTTP 500 and nothing on the page), and the figure stays as it was."""
+    page.get_by_role("tab", name="Target").click()
+    page.wait_for_function(f"() => ({TARGET_Z})() !== null")
+    before = page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').layout.title.text")
+    box = page.locator("#min-radius input[type=number]")
+    start = box.input_value()
+    box.fill("40")
+    box.press("Enter")
+    page.locator(".toast-body").filter(has_text="greater than maximum value 16").first.wait_for()
+    assert page.evaluate("() => document.querySelector('#target-plot .js-plotly-plot').layout.title.text") == before
+    box.fill(start)  # back to a valid value: the view follows again
+    box.press("Enter")
+    page.wait_for_function("(v) => document.querySelector('#target-plot .js-plotly-plot').layout.title.text"
+                           ".includes(`r = max(${v}, `)", arg=f"{float(start):g}")
+
+
 def test_quick_arrow_key_presses_end_on_the_last_value(page) -> None:
     """Four presses faster than a redraw: the figure must end on the slider's last value, not an intermediate one."""
     page.get_by_role("tab", name="Target").click()
