@@ -187,6 +187,12 @@ def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, e
     profile = [t for t in fig_mug.data if t.name == "profile"][0]
     row = int(((30 + 86) / 2) // traj.heatmap_stride)
     np.testing.assert_allclose(np.asarray(profile.y), expected[8, row].round(4), atol=1e-4)
+    # a box of another class than the one shown: the profile is the shown map's row (a trial saw the other class's
+    # gaussian drawn along a row where the map was empty)
+    fig_other = explorer.render_target(example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.9, "mug", 0, 0.3)
+    profile = [t for t in fig_other.data if t.name == "profile"][0]
+    row = int(((16 + 56) / 2) // traj.heatmap_stride)
+    np.testing.assert_allclose(np.asarray(profile.y), expected[8, row].round(4), atol=1e-4)
 
 
 def _decode_map(text: str, shape: list[int]) -> np.ndarray:

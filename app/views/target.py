@@ -29,10 +29,10 @@ def target_figure(
     image: ImageSource, boxes_xyxy: np.ndarray, labels: np.ndarray, class_names: Sequence[str], target: np.ndarray,
     stride: float, radii_cells: np.ndarray, class_index: int | None = None, profile_box: int | None = None,
     source: str = "ground truth", min_radius: float | None = None, rho: float | None = None,
-    profile_map: np.ndarray | None = None,
 ) -> go.Figure:
     """The synthesised target on the image with each box's gaussian radius drawn as a circle, and below it the 1-D
-    profile of the target along the row through one box's centre (x shared with the image).
+    profile of the map shown along the row through one box's centre (x shared with the image): with one class
+    shown and a box of another, the profile is that of the (empty) map there, as the image shows it.
 
     Args:
         boxes_xyxy (np.ndarray[G, 4]) pixels, labels (np.ndarray[G]) class ids: the boxes the target comes from.
@@ -40,7 +40,6 @@ def target_figure(
             class; radii_cells (np.ndarray[G]) from ``gaussian_radius``, in heatmap cells (one cell = ``stride``
             pixels).
         class_index: the class shown (None = max over classes); profile_box: index into the boxes (None = none).
-        profile_map (np.ndarray[Hh, Wh]): the profile box's class channel, needed when ``target`` is 2-D.
     """
     boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     labels = np.asarray(labels, np.int64).reshape(-1)
@@ -89,9 +88,8 @@ def target_figure(
                          (int(profile_box), class_names[int(labels[int(profile_box)])]) if has_profile else None)
     if has_profile:
         b = int(profile_box)
-        channel = profile_map if profile_map is not None else (target if target.ndim == 2 else target[labels[b]])
-        row = int(np.clip(np.floor(centres[b, 1] / stride), 0, channel.shape[0] - 1))
-        values = channel[row]  # (Wh,)
+        row = int(np.clip(np.floor(centres[b, 1] / stride), 0, z.shape[0] - 1))
+        values = z[row]  # (Wh,)
         xs = (np.arange(values.shape[0], dtype=np.float32) + 0.5) * stride
         # a line without point markers: per-point marker styling was the largest single cost of redrawing this
         # figure on every rho / min_radius move (~17 of ~250 ms per move in a browser profile on a busy CPU)
@@ -149,7 +147,7 @@ LIVE_SLIDERS = ("rho", "min_radius")
 
 
 def slider_frames(values: Sequence[float], parameters: Callable[[float], tuple[float, float]], boxes: np.ndarray,
-                  labels: np.ndarray, class_index: int | None, profile_box: int | None, stride: float,
+                  class_index: int | None, profile_box: int | None, stride: float,
                   title: Callable[[float, float], str],
                   synthesize: Callable[[int | None, float, float], np.ndarray]) -> dict:
     """What the target view draws at every position of one slider, the other held, so the page redraws a move of it
@@ -175,10 +173,8 @@ def slider_frames(values: Sequence[float], parameters: Callable[[float], tuple[f
         frames["radii"].append(_b64(gaussian_radius(boxes_t, stride, min_radius, rho).numpy().astype("<f4")))
         frames["title"].append(title(min_radius, rho))
         if profile_box is not None:
-            box_class = int(labels[profile_box])
-            channel = z if class_index == box_class else synthesize(box_class, min_radius, rho)
-            row = int(np.clip(np.floor(centres[profile_box, 1] / stride), 0, channel.shape[0] - 1))
-            frames["profile"].append(_b64(channel[row].round(4).astype("<f4")))
+            row = int(np.clip(np.floor(centres[profile_box, 1] / stride), 0, z.shape[0] - 1))
+            frames["profile"].append(_b64(z[row].round(4).astype("<f4")))
     return frames
 
 
@@ -262,13 +258,8 @@ class TargetHandlers:
             figure = message_figure("No boxes to build a target from: give ground truth (or pick an example) or "
                                       "run the detector.", height=IMAGE_PLOT_HEIGHT)
             return figure, gr.update(choices=choices, value=box)
-        profile_map = None
-        if box is not None:
-            box_class = int(labels[box])
-            profile_map = target if class_index == box_class else \
-                self._synthesize(boxes, labels, box_class, grid, stride, min_r, rho_v)
         figure = target_figure(source, boxes, labels, class_names, target, stride, radii, class_index, box,
-                               source_name, min_r, rho_v, profile_map=profile_map)
+                               source_name, min_r, rho_v)
         if frames:
             profile = (box, class_names[int(labels[box])]) if box is not None else None
             title = lambda m, r: target_title(source_name, class_names, class_index, stride, m, r, profile)  # noqa: E731
@@ -278,7 +269,7 @@ class TargetHandlers:
             carried = {}
             for slider in frames:
                 values, parameters, held = grids[slider]
-                carried[slider] = {**slider_frames(values, parameters, boxes, labels, class_index, box, stride, title,
+                carried[slider] = {**slider_frames(values, parameters, boxes, class_index, box, stride, title,
                                                    synthesize), "held": held}
             figure.update_layout(meta={**figure.layout.meta, "frames": carried,
                                        "params": {"min_radius": min_r, "rho": rho_v}})
