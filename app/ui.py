@@ -728,6 +728,7 @@ PLAY_JS = """() => {
 TWEEN_MS = 600  # one glide between positions (split over the head stages from x_t to the prediction)
 # but at least this long a stage: at 600 / 4 ms each stage's caption went by too fast to read (fresh-user trial)
 STAGE_MS = 250
+TARGET_CONTROL_WIDTH = 240  # px: a Target control narrower than this takes its own line
 HOLD_MS = 350  # then the position holds: about a second a position, slow enough to follow one box
 
 # A move of a live target slider (rho, min_radius): the page draws it from the target figure's frames when it can (a
@@ -902,20 +903,25 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre whose "
                                     "radius (its sigma, the dotted circle) is `r = max(min_radius, rho · min(w, h))` "
                                     "heatmap cells. Move the sliders.")
+                        # TARGET_CONTROL_WIDTH: side by side on a laptop, one per line on a phone (side by side
+                        # there, the labels wrapped unevenly and the dropdown values were cut; fresh-user trial)
                         with gr.Row():
                             min_radius = gr.Slider(*MIN_RADIUS_RANGE, value=cfg.min_radius if cfg else 4,
-                                                   step=MIN_RADIUS_STEP,
+                                                   step=MIN_RADIUS_STEP, min_width=TARGET_CONTROL_WIDTH,
                                                    label="min_radius (cells)", elem_id="min-radius",
                                                    info="smallest gaussian sigma, in heatmap cells")
                             rho = gr.Slider(*RHO_RANGE, value=cfg.rho if cfg else 0.5, step=RHO_STEP, label="rho",
-                                            elem_id="rho", info="sigma as a fraction of the box's shorter side")
+                                            elem_id="rho", info="sigma as a fraction of the box's shorter side",
+                                            min_width=TARGET_CONTROL_WIDTH)
                         with gr.Row():
                             target_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
                                                        label="Class", elem_id="target-class", allow_custom_value=True,
-                                                       info="one class's target, or the maximum over classes")
+                                                       info="one class's target, or the maximum over classes",
+                                                       min_width=TARGET_CONTROL_WIDTH)
                             profile_box = gr.Dropdown(choices=[], label="Profile through box", elem_id="profile-box",
-                                                      allow_custom_value=True,
-                                                      info="the chart below cuts through this box's centre")
+                                                      allow_custom_value=True, min_width=TARGET_CONTROL_WIDTH,
+                                                      info="the chart below cuts through the shown map at this box's "
+                                                           "centre")
                         target_plot = gr.Plot(show_label=False, elem_id="target-plot")
                     with gr.Tab("Results", id="results"):
                         metrics_md = gr.Markdown(elem_id="metrics")
