@@ -168,6 +168,11 @@ def rect_path(boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def b64_bytes(array: np.ndarray) -> str:
+    """An array's raw bytes (C order, its own dtype) as base64 text, for data the page decodes itself."""
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
 def circle_path(centres_xy: np.ndarray, radii: np.ndarray, points: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Circles (M,) as one NaN-separated polyline of (points + 2) M vertices."""
     angles = np.linspace(0, 2 * np.pi, points + 1, dtype=np.float32)

@@ -563,11 +563,11 @@ PAGE_JS = """() => {
     const update = {z: [], x: [], y: [], customdata: []}, traces = [];
     const add = (i, values) => { traces.push(i); for (const key in update) update[key].push(values[key]); };
     add(heat, {z: Z[k]});
-    if (circles >= 0 && centres >= 0) {  // each shown box's circle, as app.plotting.circle_path draws it
-      const c = gd._fullData[centres], xs = [], ys = [];
+    if (circles >= 0 && centres >= 0) {  // each shown box's circle: the frames' unit circle (circle_path's) scaled
+      const c = gd._fullData[centres], [ux, uy] = F.unit_circle, xs = [], ys = [];
       const rows = gd.data[centres].customdata.map(row => [row[0], radii[row[5]], radii[row[5]] * s, row[3], row[4], row[5]]);
       rows.forEach((row, j) => {
-        for (let a = 0; a <= 40; a++) { const t = 2 * Math.PI * a / 40; xs.push(c.x[j] + row[2] * Math.cos(t)); ys.push(c.y[j] + row[2] * Math.sin(t)); }
+        for (let a = 0; a < ux.length; a++) { xs.push(c.x[j] + row[2] * ux[a]); ys.push(c.y[j] + row[2] * uy[a]); }
         xs.push(null); ys.push(null);
       });
       add(circles, {x: xs, y: ys}); add(centres, {customdata: rows});

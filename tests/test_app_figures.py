@@ -187,11 +187,14 @@ def test_preview_data_styles_each_box_as_its_trace_draws_it(image) -> None:
                                               [[0]] * len(scores), "", np.arange(len(scores)))
         for trace in (t for t in traces if t.get("mode") == "lines"):
             xs = np.asarray(trace["x"], np.float32)
-            for x0 in xs[0::6]:  # each box's first corner names it
-                j = int(np.flatnonzero(np.isclose(boxes[:, 0], x0))[0])
-                expected = widths["wide"] if wide[s, -1, j] else widths["thin"]
-                assert trace["line"]["width"] == pytest.approx(expected), (s, j)
-                seen.add(bool(wide[s, -1, j]))
+            members = [int(np.flatnonzero(np.isclose(boxes[:, 0], x0))[0]) for x0 in xs[0::6]]  # first corners
+            # the rule, from the scores: a trace of one class and score level is wide when all of it reaches the
+            # threshold; the faint grey trace never is
+            rule = trace["name"] != "low score" and scores[members].min() >= view.score_threshold
+            assert trace["line"]["width"] == pytest.approx(widths["wide"] if rule else widths["thin"]), s
+            for j in members:  # and the preview draws each of its boxes so
+                assert bool(wide[s, -1, j]) == rule, (s, j)
+            seen.add(bool(rule))
     assert seen == {True, False}  # both widths occur in this run
     final = tween["final"]
     det = traj.detections

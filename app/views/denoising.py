@@ -2,7 +2,6 @@
 and the per-step statistics below."""
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,7 +17,7 @@ from app.evaluation import best_iou, image_ap, stage_ious
 from app.inputs import GroundTruth
 from app.plotting import (
     FAINT_COLOUR, FRESH_COLOUR, GT_COLOUR, HEATMAP_COLOUR, NOISE_COLOUR, OPACITY_EDGES, OPACITY_LEVELS,
-    RENEW_COLOUR, ImageSource, ViewOptions, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
+    RENEW_COLOUR, ImageSource, ViewOptions, b64_bytes, box_centres, class_colour, image_axes, image_plot_height, iou_strings,
     label_colour, label_strings, lines, make_figure, message_figure, opacity_level, placed_labels, rect_path, rgba,
 )
 from app.views.convergence import convergence_figure
@@ -357,8 +356,7 @@ def _typed_array(value: Any) -> Any:
     args plotly.py would write them out as long decimal lists."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
-            data = np.ascontiguousarray(value, dtype="<f4").tobytes()
-            return {"dtype": "f4", "bdata": base64.b64encode(data).decode("ascii")}
+            return {"dtype": "f4", "bdata": b64_bytes(np.asarray(value, dtype="<f4"))}
         return value.tolist()
     return value
 
@@ -438,10 +436,6 @@ def layer_legend(roles: Sequence[str], has_gt: bool) -> list[dict]:
 TWEEN_MAX_VALUES = 160_000  # int16 box coordinates carried for Play's interpolation (~430 kB of base64 at most)
 
 
-def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
-
-
 def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     """What Play needs to glide the boxes between slider positions in the browser, slot by slot: the boxes fed to
     each step and every head stage's prediction at it, so a step plays as x_t -> stage 1 -> ... -> the shown stage
@@ -475,21 +469,21 @@ def tween_meta(traj: Trajectory, view: ViewOptions) -> dict | None:
     peaks = traj.from_heatmap if traj.from_heatmap is not None else np.zeros((s_count, n), bool)
     return {
         "S": int(s_count), "K": len(stages), "N": int(n), "stages": [k + 1 for k in stages], "stage": shown + 1,
-        "in": _b64(half_pixels(traj.boxes_in_xyxy)), "out": _b64(half_pixels(out)),
-        "labels": _b64(np.asarray(traj.labels[:, stages], np.uint8)),
-        "levels": _b64(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
-        "wide": _b64(np.asarray(wide_boxes(traj.scores[:, stages], traj.labels[:, stages], view.score_threshold),
+        "in": b64_bytes(half_pixels(traj.boxes_in_xyxy)), "out": b64_bytes(half_pixels(out)),
+        "labels": b64_bytes(np.asarray(traj.labels[:, stages], np.uint8)),
+        "levels": b64_bytes(np.asarray(opacity_level(traj.scores[:, stages]), np.uint8)),
+        "wide": b64_bytes(np.asarray(wide_boxes(traj.scores[:, stages], traj.labels[:, stages], view.score_threshold),
                                 np.uint8)),
-        "renewed": _b64(np.asarray(renewed, np.uint8)), "heatmap": _b64(np.asarray(peaks, np.uint8)),
+        "renewed": b64_bytes(np.asarray(renewed, np.uint8)), "heatmap": b64_bytes(np.asarray(peaks, np.uint8)),
         "colours": [class_colour(k) for k in range(len(traj.class_names))],
         "opacities": list(OPACITY_LEVELS), "noise": NOISE_COLOUR, "fresh": FRESH_COLOUR, "peak": HEATMAP_COLOUR,
         "faint": FAINT_COLOUR,
         "widths": line_widths(view),
         "classes_shown": None if view.classes_shown is None else sorted(int(k) for k in view.classes_shown),
-        "final": {"M": len(det), "boxes": _b64(half_pixels(det.boxes_xyxy.reshape(-1, 4))),
-                  "labels": _b64(np.asarray(det.labels, np.uint8)),
-                  "levels": _b64(np.asarray(opacity_level(det.scores), np.uint8)),
-                  "wide": _b64(np.asarray(wide_boxes(det.scores, det.labels, view.score_threshold), np.uint8))},
+        "final": {"M": len(det), "boxes": b64_bytes(half_pixels(det.boxes_xyxy.reshape(-1, 4))),
+                  "labels": b64_bytes(np.asarray(det.labels, np.uint8)),
+                  "levels": b64_bytes(np.asarray(opacity_level(det.scores), np.uint8)),
+                  "wide": b64_bytes(np.asarray(wide_boxes(det.scores, det.labels, view.score_threshold), np.uint8))},
     }
 
 

@@ -20,8 +20,8 @@ from diffdet.trajectory import Trajectory
 from app.controls import LRU, heatmap_grid, min_radius_values, number, rho_values
 from app.inputs import GroundTruth
 from app.plotting import (
-    IMAGE_PLOT_HEIGHT, ImageSource, box_centres, circle_path, class_colour, image_axes, image_plot_height, lines,
-    make_figure, message_figure, rect_path,
+    IMAGE_PLOT_HEIGHT, ImageSource, b64_bytes, box_centres, circle_path, class_colour, image_axes, image_plot_height,
+    lines, make_figure, message_figure, rect_path,
 )
 from app.views.heatmap import OVERLAY_SCALE, heatmap_trace, select_channel
 
@@ -129,10 +129,6 @@ def target_title(source: str, class_names: Sequence[str], class_index: int | Non
     return title
 
 
-def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
-
-
 def encode_map(z: np.ndarray) -> str:
     """A map in [0, 1] (H, W) as the figure shows it (uint8, 255 = 1) for the page: differences along x, then along
     y (mod 256; a smooth gaussian map becomes mostly zeros), deflated (zlib), base64. The page inverts it with
@@ -147,34 +143,36 @@ LIVE_SLIDERS = ("rho", "min_radius")
 
 
 def slider_frames(values: Sequence[float], parameters: Callable[[float], tuple[float, float]], boxes: np.ndarray,
-                  class_index: int | None, profile_box: int | None, stride: float,
+                  profile_box: int | None, stride: float,
                   title: Callable[[float, float], str],
-                  synthesize: Callable[[int | None, float, float], np.ndarray]) -> dict:
+                  synthesize: Callable[[float, float], np.ndarray]) -> dict:
     """What the target view draws at every position of one slider, the other held, so the page redraws a move of it
     without asking the server (a round trip through Gradio took ~200 ms on a 2-core CPU; the page's redraw alone
     ~90 ms). ``parameters(v)`` gives (min_radius, rho) at slider value v. Each frame comes from the same functions as
-    the figure: ``synthesize(class, min_radius, rho)`` for the map, ``gaussian_radius`` for the radii,
-    ``title(min_radius, rho)``.
+    the figure: ``synthesize(min_radius, rho)`` for the map shown, ``gaussian_radius`` for the radii,
+    ``title(min_radius, rho)``; the circles are the unit circle of ``circle_path`` scaled by each radius.
 
     Returns ``{"values" (R,), "shape" [Hh, Wh], "z" (R maps, ``encode_map``), "radii" (R x base64 float32 (G,)
     cells), "profile" (R x base64 float32 (Wh,) the profile row, rounded as the figure's) or None, "title" (R,),
-    "stride", "box" (the profile box, or None), "box_cx" (its centre x, pixels)}``.
+    "stride", "box" (the profile box, or None), "box_cx" (its centre x, pixels), "unit_circle" ([x, y] of one circle
+    of radius 1 about 0)}``.
     """
     boxes_t = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))
     centres = box_centres(boxes)
     frames: dict[str, Any] = {"values": list(values), "z": [], "radii": [], "title": [], "stride": float(stride),
                               "profile": [] if profile_box is not None else None, "box": profile_box,
-                              "box_cx": None if profile_box is None else float(centres[profile_box, 0])}
+                              "box_cx": None if profile_box is None else float(centres[profile_box, 0]),
+                              "unit_circle": [a[:-1].tolist() for a in circle_path(np.zeros((1, 2)), np.ones(1))]}
     for value in frames["values"]:
         min_radius, rho = parameters(value)
-        z = synthesize(class_index, min_radius, rho)
+        z = synthesize(min_radius, rho)
         frames["z"].append(encode_map(z))
         frames["shape"] = list(z.shape)
-        frames["radii"].append(_b64(gaussian_radius(boxes_t, stride, min_radius, rho).numpy().astype("<f4")))
+        frames["radii"].append(b64_bytes(gaussian_radius(boxes_t, stride, min_radius, rho).numpy().astype("<f4")))
         frames["title"].append(title(min_radius, rho))
         if profile_box is not None:
             row = int(np.clip(np.floor(centres[profile_box, 1] / stride), 0, z.shape[0] - 1))
-            frames["profile"].append(_b64(z[row].round(4).astype("<f4")))
+            frames["profile"].append(b64_bytes(z[row].round(4).astype("<f4")))
     return frames
 
 
@@ -263,14 +261,14 @@ class TargetHandlers:
         if frames:
             profile = (box, class_names[int(labels[box])]) if box is not None else None
             title = lambda m, r: target_title(source_name, class_names, class_index, stride, m, r, profile)  # noqa: E731
-            synthesize = lambda k, m, r: self._synthesize(boxes, labels, k, grid, stride, m, r)  # noqa: E731
+            synthesize = lambda m, r: self._synthesize(boxes, labels, class_index, grid, stride, m, r)  # noqa: E731
             grids = {"rho": (rho_values(), lambda v: (min_r, v), {"min_radius": min_r}),
                      "min_radius": (min_radius_values(), lambda v: (v, rho_v), {"rho": rho_v})}
             carried = {}
             for slider in frames:
                 values, parameters, held = grids[slider]
-                carried[slider] = {**slider_frames(values, parameters, boxes, class_index, box, stride, title,
-                                                   synthesize), "held": held}
+                carried[slider] = {**slider_frames(values, parameters, boxes, box, stride, title, synthesize),
+                                   "held": held}
             figure.update_layout(meta={**figure.layout.meta, "frames": carried,
                                        "params": {"min_radius": min_r, "rho": rho_v}})
         return figure, gr.update(choices=choices, value=box)
