@@ -73,13 +73,18 @@ CSS = """
 #compare-summary th:nth-child(n+3), #compare-summary td:nth-child(n+3) { white-space: nowrap; }
 #compare-summary table { display: block; overflow-x: auto; max-width: 100%; }
 #compare-summary th:nth-child(2), #compare-summary td:nth-child(2) { min-width: 14em; }
-/* Phones: the results follow the Detect button; the long Sampler / Display / Model accordions come after them. */
+/* Phones: the results follow the Detect button; the presets and the long Sampler / Display / Model accordions come
+   after them. */
 @media (max-width: 768px) {
   #main-row { flex-direction: column; flex-wrap: nowrap; }
   #controls-col { display: contents; }
   #views-col { order: 1; min-width: 0 !important; width: 100% !important; max-width: 100%; overflow-x: clip; }
   #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
   #controls-col > .phone-late { order: 2; }
+  /* the sticky Play row covers what scrolls under it: on a phone its caption was four lines (100 px) */
+  #play-row .prose { font-size: 12px; line-height: 1.35; }
+  #play-row { flex-wrap: nowrap; gap: 8px; }
+  #play-row > :first-child { flex: 0 0 88px !important; min-width: 88px !important; }
   #input-image label[data-testid=block-label] { font-size: 13px; }
   /* closed, the sidebar's toggle is a small tab over the page's top-right corner; the Walkthrough button opens it */
   #walkthrough-sidebar:not(.open) .toggle-button { display: none; }
@@ -291,7 +296,7 @@ PAGE_JS = """() => {
   dd.fit = (gd, id) => {
     if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
-    if (id === 'heatmap-plot') { if (gd.layout.xaxis2) dd.stack(gd); return; }
+    if (id === 'heatmap-plot' && gd.layout.xaxis2) { dd.stack(gd); return; }  // the overlay: as one image below
     if (id === 'convergence-plot') { if (gd.layout.xaxis2) dd.stackConvergence(gd); return; }
     if (id === 'training-plot') { if (gd.layout.xaxis3) dd.stackTraining(gd); return; }
     if (id === 'target-plot') {
@@ -307,9 +312,10 @@ PAGE_JS = """() => {
     const aspect = dd.aspect(gd.layout);
     const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
     const legend = gd.layout.showlegend !== false;
+    const top = Math.max(0, ((gd.layout.margin || {}).t || 34) - 34);  // a taller top than the denoising view's
     const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
                     'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': legend ? 170 : 70,
-                    'height': Math.round(width / panels * aspect) + (legend ? 250 : 110)};
+                    'height': Math.round(width / panels * aspect) + (legend ? 250 : 110) + top};
     if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
     (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
     const slider = gd.layout.sliders && gd.layout.sliders.length;  // a slider lives in the bottom margin too
@@ -797,11 +803,12 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[image_in], label="Example scenes",
                                 examples_per_page=12, elem_id="examples")
-                with gr.Row(elem_classes="compact-row"):
+                # on a phone the presets follow the results, with the Sampler they set (phone-late)
+                with gr.Row(elem_classes=["compact-row", "phone-late"]):
                     teach_btn = gr.Button(TEACHING.name, size="sm", elem_id="preset-teaching")
                     paper_btn = gr.Button(PAPER.name, size="sm", elem_id="preset-paper")
                 gr.Markdown(f"**Teaching** (the default): {TEACHING.note}. **Paper**: {PAPER.note}.",
-                            elem_id="preset-note")
+                            elem_id="preset-note", elem_classes="phone-late")
                 detect_btn = gr.Button("Detect", variant="primary", elem_id="detect-btn")
                 with gr.Accordion("Ground truth (optional)", open=False, elem_classes="phone-late"):
                     gt_file = gr.File(label="PROPS or COCO annotation JSON", file_types=[".json"], type="filepath",

@@ -645,6 +645,10 @@ def test_phone_size_run(page, server) -> None:
     assert not small.evaluate("() => document.querySelector('#walkthrough-sidebar').classList.contains('open')")
     detect, plot = small.locator("#detect-btn").bounding_box(), small.locator("#denoise-plot").bounding_box()
     assert detect["y"] < plot["y"] < detect["y"] + 900 and plot["x"] + plot["width"] <= 390
+    # the presets follow the result on a phone, with the Sampler they set; the Play row's caption stays short
+    presets, sampler = small.locator("#preset-teaching").bounding_box(), small.get_by_role("button", name="Sampler").bounding_box()
+    assert plot["y"] + plot["height"] < presets["y"] < sampler["y"], (plot, presets, sampler)
+    assert small.locator("#play-row").bounding_box()["height"] <= 80
     sidebar = small.locator("#walkthrough").bounding_box()
     assert sidebar is None or sidebar["x"] >= 380  # off screen to the right
     # the image's label badge ends before the component's buttons, with its text whole (it ran under them)
@@ -712,6 +716,23 @@ def test_phone_size_run(page, server) -> None:
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)  # titles do not overlap
     small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap.png"))
+    # overlaid on the image, the figure fits the image (at the laptop's height it left ~600 px empty under it) and the
+    # layer buttons leave the title whole
+    small.locator("#heat-mode").get_by_text("overlay on image").tap()
+    small.wait_for_function("() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');"
+                            " return gd && gd.layout.updatemenus && gd.layout.legend"
+                            " && gd.layout.legend.orientation === 'h'; }")
+    small.wait_for_timeout(800)
+    overlay = small.evaluate("""() => { const gd = document.querySelector('#heatmap-plot .js-plotly-plot');
+      const fl = gd._fullLayout, box = (e) => { const r = e.getBoundingClientRect();
+        return [r.left, r.top, r.right, r.bottom]; };
+      return {plot: fl.yaxis._length, image: fl.xaxis._length * window.__dd.aspect(gd.layout),
+              title: box(gd.querySelector('.annotation-text')), buttons: box(gd.querySelector('.updatemenu-container')),
+              width: gd.getBoundingClientRect().width}; }""")
+    assert abs(overlay["plot"] - overlay["image"]) < 40, overlay
+    title, buttons = overlay["title"], overlay["buttons"]
+    assert title[3] <= buttons[1] + 1 and title[2] <= overlay["width"], overlay  # above the buttons, whole
+    small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap_overlay.png"))
     # the convergence view's image takes the full width and its IoU chart sits below it, not squeezed beside it
     small.get_by_role("tab", name="Convergence").tap()
     small.wait_for_function("() => { const gd = document.querySelector('#convergence-plot .js-plotly-plot');"
@@ -972,6 +993,17 @@ def test_other_tabs_render(page) -> None:
     page.get_by_role("tab", name="Heatmap").click()
     page.wait_for_selector("#heatmap-plot .js-plotly-plot")
     shot(page, "05_heatmap", "#heatmap-plot")
+    # overlaid, each layer button names its layer in the title
+    page.locator("#heat-mode").get_by_text("overlay on image").click()
+    page.wait_for_function("() => (document.querySelector('#heatmap-plot .js-plotly-plot').layout.updatemenus || [])"
+                           ".length")
+    title = "() => document.querySelector('#heatmap-plot .annotation-text').textContent"
+    assert page.evaluate(title).startswith("predicted heatmap")
+    page.locator("#heatmap-plot .updatemenu-button").nth(2).click()
+    page.wait_for_function(f"() => ({title})().startsWith('predicted − target')")
+    shown = page.evaluate("() => document.querySelector('#heatmap-plot .js-plotly-plot').data"
+                          ".filter(t => t.type === 'heatmap' && t.visible !== false).map(t => t.name)")
+    assert shown == ["difference"], shown
     page.get_by_role("tab", name="Results").click()
     page.wait_for_selector("#results-plot .js-plotly-plot")
     assert "true positive" in page.locator("#metrics").inner_text()

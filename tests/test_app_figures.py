@@ -250,6 +250,16 @@ def test_heatmap_views(image) -> None:
                                                  mode="overlay"))
     assert overlay.data[0].type == "image"
     assert [b.label for b in overlay.layout.updatemenus[0].buttons] == ["predicted", "target", "difference"]
+    # each button shows its own layer and names it in the title (the title said "target" over every layer)
+    heat_ids = [i for i, t in enumerate(overlay.data) if t.type == "heatmap"]
+    assert overlay.layout.annotations[0].text.startswith("predicted heatmap")
+    for button, heat_id, name in zip(overlay.layout.updatemenus[0].buttons, heat_ids,
+                                     ("predicted heatmap", "target from ground truth", "predicted − target")):
+        visible, relayout = button.args
+        assert [i for i, v in enumerate(visible["visible"]) if v and i in heat_ids] == [heat_id]
+        assert relayout["annotations[0].text"].startswith(name)
+    only_target = heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names, mode="overlay")
+    assert only_target.layout.annotations[0].text.startswith("target from ground truth")
     assert overlay.layout.sliders[0].steps[3].args[0] == {"opacity": 0.3}
     none = P.validate_figure(heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names))
     assert "no heatmap head" in json.dumps(none.to_dict())

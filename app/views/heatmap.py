@@ -121,25 +121,31 @@ def heatmap_figure(
         data.append(lines(*outline, "rgba(255,255,255,0.7)", 1, name="boxes"))
     count = len(data)
     heat_ids = list(range(first, first + len(layers)))
-    buttons = [{"label": name, "method": "restyle",
+    # the title names the layer shown: each button switches it with the layer (the annotation is the figure's only)
+    titles = {"predicted": f"predicted heatmap · class: {which}",
+              "target": f"target from {target_source} · class: {which}",
+              "difference": f"predicted − target · class: {which}"}
+    buttons = [{"label": name, "method": "update",
                 "args": [{"visible": [True] * first + [j == i for j in range(len(layers))]
-                          + [True] * (count - first - len(layers))}]}
+                          + [True] * (count - first - len(layers))}, {"annotations[0].text": titles[name]}]}
                for i, (name, *_rest) in enumerate(layers)]
     opacity_steps = [{"label": f"{v:.1f}", "method": "restyle", "args": [{"opacity": v}, heat_ids]}
                      for v in np.round(np.linspace(0, 1, 11), 1)]
     layout.update({
-        "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 44 + 60,
+        "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 70 + 60,
         "showlegend": False,
-        "margin": {"l": 8, "r": 40, "t": 44, "b": 60},
+        "margin": {"l": 8, "r": 40, "t": 70, "b": 60},
         "updatemenus": [{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.0,
                          "xanchor": "left", "yanchor": "bottom", "pad": {"b": 4}, "showactive": True,
                          "active": 0}],
         "sliders": [{"active": 7, "steps": opacity_steps, "x": 0.02, "len": 0.96, "y": 0, "yanchor": "top",
                      "currentvalue": {"prefix": "heatmap opacity ", "font": {"size": 12}}, "pad": {"t": 6},
                      "font": {"size": 9}, "transition": {"duration": 0}, "name": "opacity"}],
-        "annotations": [{"text": f"class: {which} · target from {target_source}", "x": 1, "y": 1.0,
-                         "xref": "paper", "yref": "paper", "xanchor": "right", "yanchor": "bottom",
-                         "showarrow": False, "font": {"size": 12}}],
+        # above the buttons, on the left: at the right, Plotly's mode bar covered it on hover, and on a phone the
+        # buttons did
+        "annotations": [{"text": titles[layers[0][0]], "x": 0, "y": 1.0, "yshift": 34, "xref": "paper",
+                         "yref": "paper", "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+                         "font": {"size": 12}, "name": "title"}],
     })
     return make_figure(data, layout)
 
