@@ -83,6 +83,11 @@ CSS = """
   #controls-col > .phone-late { order: 2; }
   /* the sticky Play row covers what scrolls under it: on a phone its caption was four lines (100 px) */
   #play-row .prose { font-size: 12px; line-height: 1.35; }
+  /* the A/B table: its AP columns were off the screen's edge */
+  #compare-summary table { font-size: 12px; }
+  #compare-summary th:nth-child(2), #compare-summary td:nth-child(2) { min-width: 7em; }
+  #compare-summary th:nth-child(3) { white-space: normal !important; }
+  #compare-summary th, #compare-summary td { padding: 4px 6px !important; }
   #play-row { flex-wrap: nowrap; gap: 8px; }
   #play-row > :first-child { flex: 0 0 88px !important; min-width: 88px !important; }
   #input-image label[data-testid=block-label] { font-size: 13px; }
@@ -293,12 +298,22 @@ PAGE_JS = """() => {
     });
     window.Plotly.relayout(gd, update);
   };
+  // the A/B view's two panels stack, each at the full width (side by side on a phone their captions ran into each
+  // other and the images were ~190 px wide); the shared slider stays under both
+  dd.stackCompare = (gd) => {
+    const L = gd.layout, width = gd.getBoundingClientRect().width - 16;
+    const image = Math.round(width * dd.aspect(L)), caption = 26, inner = 2 * image + caption, y = dd.fromTop(inner);
+    window.Plotly.relayout(gd, {height: inner + 26 + 70, 'margin.t': 26, 'margin.b': 70, 'margin.l': 8,
+      'margin.r': 8, 'legend.orientation': 'h', 'xaxis.domain': [0, 1], 'xaxis2.domain': [0, 1],
+      'yaxis.domain': [y(image), 1], 'yaxis2.domain': [0, y(image + caption)], 'sliders[0].len': 0.96});
+  };
   dd.fit = (gd, id) => {
     if (!small || !window.Plotly || !gd.layout || !gd.layout.xaxis) return;
     if (gd.layout.legend && gd.layout.legend.orientation === 'h') return;  // fitted already
     if (id === 'heatmap-plot' && gd.layout.xaxis2) { dd.stack(gd); return; }  // the overlay: as one image below
     if (id === 'convergence-plot') { if (gd.layout.xaxis2) dd.stackConvergence(gd); return; }
     if (id === 'training-plot') { if (gd.layout.xaxis3) dd.stackTraining(gd); return; }
+    if (id === 'compare-plot' && gd.layout.xaxis2) { dd.stackCompare(gd); return; }
     if (id === 'target-plot') {
       // fitted once per figure and again at a new width (drawn in a hidden tab, it had another width)
       const width = gd.getBoundingClientRect().width;
@@ -310,13 +325,13 @@ PAGE_JS = """() => {
       return;
     }
     const aspect = dd.aspect(gd.layout);
-    const width = gd.getBoundingClientRect().width, panels = id === 'compare-plot' ? 2 : 1;
+    const width = gd.getBoundingClientRect().width;
     const legend = gd.layout.showlegend !== false;
     const top = Math.max(0, ((gd.layout.margin || {}).t || 34) - 34);  // a taller top than the denoising view's
     const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
                     'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': legend ? 170 : 70,
-                    'height': Math.round(width / panels * aspect) + (legend ? 250 : 110) + top};
-    if (panels === 1) { update['xaxis.domain'] = [0, 1]; update['sliders[0].len'] = 0.96; }
+                    'height': Math.round(width * aspect) + (legend ? 250 : 110) + top,
+                    'xaxis.domain': [0, 1], 'sliders[0].len': 0.96};
     (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
     const slider = gd.layout.sliders && gd.layout.sliders.length;  // a slider lives in the bottom margin too
     window.Plotly.relayout(gd, update).then(() => {

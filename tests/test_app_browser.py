@@ -807,6 +807,27 @@ def test_phone_size_run(page, server) -> None:
       const legendTop = gd.querySelector('.legend').getBoundingClientRect().top - top;
       return legendTop - (fl.yaxis._offset + fl.yaxis._length); }""")
     assert 0 <= gap <= 50, gap
+    # A/B: the two runs stack at the full width, their captions whole and apart; the table's AP columns are on screen
+    small.get_by_role("tab", name="A/B").tap()
+    small.locator("#compare-btn").tap()
+    small.wait_for_function("() => { const gd = document.querySelector('#compare-plot .js-plotly-plot');"
+                            " return gd && gd.layout.legend && gd.layout.legend.orientation === 'h'; }",
+                            timeout=TIMEOUT_MS)
+    small.wait_for_timeout(800)
+    ab = small.evaluate("""() => { const gd = document.querySelector('#compare-plot .js-plotly-plot');
+      const fl = gd._fullLayout, boxes = [...gd.querySelectorAll('.textpoint text')]
+        .filter(e => e.textContent.startsWith('A:') || e.textContent.startsWith('B:')).map(e => {
+          const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; });
+      const cells = [...document.querySelectorAll('#compare-summary tr')].map(r => r.lastElementChild
+        .getBoundingClientRect().right);
+      return {widths: [fl.xaxis._length, fl.xaxis2._length], tops: [fl.yaxis._offset, fl.yaxis2._offset],
+              heights: [fl.yaxis._length, fl.yaxis2._length], boxes, cells,
+              width: gd.getBoundingClientRect().width}; }""")
+    assert all(w >= ab["width"] - 30 for w in ab["widths"]) and ab["tops"][1] >= ab["tops"][0] + ab["heights"][0], ab
+    a, b = ab["boxes"]
+    assert a[3] <= b[1] and a[2] <= 390 and b[2] <= 390, ab
+    assert max(ab["cells"]) <= 390, ab
+    small.locator("#compare-plot").screenshot(path=str(OUTPUT_DIR / "browser_20_phone_compare.png"))
     # Play's caption in the image fits the phone's image (at 13 px it ran past the right edge)
     small.get_by_role("tab", name="Denoising").tap()
     small.evaluate(SCRUB, ["denoise-plot", 0])

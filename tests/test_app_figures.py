@@ -216,9 +216,26 @@ def test_compare_figure_scrubs_both_panels_with_one_slider(image) -> None:
     fig = P.validate_figure(compare.compare_figure([a, b], ["A", "B"], image, gt_boxes=GT))
     assert len(fig.layout.sliders[0].steps) == 7
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
+    kinds = ("boxes fed in", "prediction", "Final detections")
     for traces in shown(fig):
         captions = [t["text"][0] for t in traces if t["name"] == "caption"]
         assert len(captions) == 2 and captions[0].startswith("<b>A:") and captions[1].startswith("<b>B:")
+        # both panels show the same kind of frame (by fraction alone, A's boxes fed in sat beside B's prediction)
+        assert [[k in c for k in kinds] for c in captions[:1]] == [[k in c for k in kinds] for c in captions[1:]]
+
+
+def test_runs_of_different_lengths_are_aligned_by_kind_of_frame() -> None:
+    ten, four = denoising.positions(support.make_trajectory(steps=10)), \
+        denoising.positions(support.make_trajectory(steps=4))
+    aligned = denoising.aligned_positions([ten, four])
+    assert len(aligned) == len(ten) == 21 and all(len(row) == 2 for row in aligned)
+    assert [row[0] for row in aligned] == list(range(21))  # the longest run is shown position by position
+    assert all(ten[a].kind == four[b].kind for a, b in aligned)
+    assert aligned[0] == [0, 0] and aligned[-1] == [20, 8] and aligned[1] == [1, 1]
+    # B's step never goes back as the slider moves forward (B repeats a step where A has more), and no frame is skipped
+    steps = [four[b].step for _, b in aligned]
+    assert steps == sorted(steps) and {b for _, b in aligned} == set(range(9))
+    assert denoising.aligned_positions([four, ten])[6] == [2, 6]  # the longer run first or second: the same rule
 
 
 def test_step_stats(image) -> None:

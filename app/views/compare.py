@@ -12,7 +12,7 @@ from diffdet.trajectory import Trajectory
 from app.controls import Display, file_key
 from app.evaluation import image_ap, stage_ious
 from app.plotting import ImageSource, ViewOptions, image_axes, image_plot_height, make_figure
-from app.views.denoising import _panel, _slider, _slot_traces, _slots
+from app.views.denoising import _panel, _slider, _slot_traces, _slots, aligned_positions
 
 def compare_figure(
     trajs: Sequence[Trajectory], titles: Sequence[str], image: ImageSource, view: ViewOptions = ViewOptions(),
@@ -39,12 +39,11 @@ def compare_figure(
             xaxis["matches"], yaxis["matches"] = "x", "y"
         layout["xaxis" if i == 0 else "xaxis2"] = xaxis
         layout["yaxis" if i == 0 else "yaxis2"] = yaxis
-    count = max(len(p) for p in pos_lists)
-    active = count - 1
+    active = max(len(p) for p in pos_lists) - 1
+    opening = aligned_positions(pos_lists)[active]
     flat: list[dict] = []
     slotted = []
-    for (static, (roles, slots), axes), pos_list in zip(panels, pos_lists):
-        local = round(active * (len(pos_list) - 1) / max(count - 1, 1))
+    for (static, (roles, slots), axes), local in zip(panels, opening):
         flat.extend(static)
         slotted.append((list(range(len(flat), len(flat) + len(roles))), slots))
         flat.extend(_slot_traces(slots[local], roles, axes))

@@ -381,24 +381,43 @@ def slider_label(pos: "Position", steps: int) -> str:
     return " "
 
 
+def aligned_positions(pos_lists: Sequence[Sequence[Position]]) -> list[list[int]]:
+    """For each position of the longest run, the position each run shows there: the same kind of frame ("in",
+    "out" or "final") at the step at the same fraction of its own steps (rounded). Runs of different lengths side by
+    side (A/B) then always show the same kind of frame, and a shorter run repeats a step where the longer has more;
+    an index mapped by fraction alone showed one run's boxes fed in beside the other's prediction.
+    Returns [position of the longest][run] -> index into that run's positions."""
+    longest = max(pos_lists, key=len)
+    steps_longest = max(p.step for p in longest)  # the final position's step = the number of steps
+    out = []
+    for pos in longest:
+        row = []
+        for pl in pos_lists:
+            steps = max(p.step for p in pl)
+            step = steps if pos.kind == "final" else round(pos.step * (steps - 1) / max(steps_longest - 1, 1))
+            row.append(next(q for q, other in enumerate(pl) if other.kind == pos.kind and other.step == step))
+        out.append(row)
+    return out
+
+
 def _slider(panels: list[tuple[list[int], list[list[dict]]]], pos_lists: list[list[Position]], active: int,
             x: float = 0.02, length: float = 0.96) -> dict:
     """One restyle slider over positions. The positions share a few slot traces per panel (``panels``: each panel's
     slot trace indices and, per position, what each slot shows); a step restyles the slots' data and style, so the
     image and ground truth are left alone and the figure holds a dozen traces instead of one set per position (the
-    per-step redraw cost grows with the figure's trace count). With two panels of different lengths, panel i shows
-    the position at the same fraction of its run. Ticks carry step numbers; the current position's full name shows
-    above the rail."""
+    per-step redraw cost grows with the figure's trace count). With two panels of different lengths, each shows the
+    position ``aligned_positions`` gives. Ticks carry step numbers; the current position's full name shows above the
+    rail."""
     count = max(len(p) for p in pos_lists)
-    longest = pos_lists[int(np.argmax([len(q) for q in pos_lists]))]
+    longest = max(pos_lists, key=len)
+    aligned = aligned_positions(pos_lists)
     steps_count = max(p.step for p in longest)
     indices = [k for slot_ids, _ in panels for k in slot_ids]
     keys = sorted({k for _, per_position in panels for slots in per_position for t in slots
                    for k in _flatten(t)} - {"type", "xaxis", "yaxis", "visible", "legendgroup"})
     steps = []
     for p in range(count):
-        local = [round(p * (len(pl) - 1) / max(count - 1, 1)) for pl in pos_lists]
-        shown = [t for (_, per_position), q in zip(panels, local) for t in per_position[q]]
+        shown = [t for (_, per_position), q in zip(panels, aligned[p]) for t in per_position[q]]
         steps.append({"method": "restyle", "label": slider_label(longest[p], steps_count),
                       "args": [_restyle_args(shown, keys), indices], "value": longest[p].label, "execute": True})
     return {
