@@ -906,11 +906,11 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                         stats_plot = gr.Plot(show_label=False, elem_id="stats-plot")
                     with gr.Tab("Convergence", id="convergence"):
                         gr.Markdown("The best proposals followed from pure noise to their final box: the noisy box "
-                                    "**x_t** fed to each step (faint early, solid late) and, right, its IoU with the "
-                                    "final box step by step. With the **teaching** setting the boxes walk onto the "
-                                    "objects; with the **paper** setting most slots are renewed (grey lives ending "
-                                    "in ✕) and the kept boxes jump in the last steps. Click legend entries to hide "
-                                    "layers.", elem_id="convergence-note")
+                                    "**x_t** fed to each step (faint early, solid late) and, beside it (below it on "
+                                    "a phone), its IoU with the final box step by step. With the **teaching** "
+                                    "setting the boxes walk onto the objects; with the **paper** setting most slots "
+                                    "are renewed (grey lives ending in ✕) and the kept boxes jump in the last steps. "
+                                    "Click legend entries to hide layers.", elem_id="convergence-note")
                         convergence_plot = gr.Plot(show_label=False, elem_id="convergence-plot")
                     with gr.Tab("Heatmap", id="heatmap") as heat_tab:
                         with gr.Row():

@@ -160,3 +160,38 @@ def test_only_examples_are_served_from_disk(server, app_env: support.AppEnv) -> 
             assert response.status_code in (403, 404), (path, response.status_code)
         assert http.get(f"{base}/gradio_api/file={app_env.examples_dir / 'scene_00.jpg'}").status_code == 200
         assert http.get(f"{base}/gradio_api/file=../../../../etc/passwd").status_code in (403, 404)
+
+
+def test_app_py_flags_answer_before_loading_and_reach_the_server(app_env: support.AppEnv) -> None:  # noqa: F811
+    """``python app.py --help`` lists the flags and a bad port is refused at once (before torch and the model load;
+    --help started the whole server before); --port and the folder flags reach the launched app."""
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, str(root / "app.py")]
+    shown = subprocess.run(command + ["--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--port" in shown.stdout and "--checkpoint-dir" in shown.stdout
+    refused = subprocess.run(command + ["--port", "70000"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "port must be 1-65535" in refused.stderr
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(command + ["--port", str(port), "--host", "127.0.0.1", "--checkpoint-dir",
+                                       str(app_env.checkpoint_dir), "--examples-dir", str(app_env.examples_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root)
+    try:
+        deadline, page = time.time() + 180, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert page is not None and page.status_code == 200, proc.poll()
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).text
+        assert "scene_00.jpg" in config  # the examples of --examples-dir
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

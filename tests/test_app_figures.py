@@ -244,6 +244,8 @@ def test_step_stats(image) -> None:
     bars = fig.data[0]
     assert list(bars.x) == [1, 2, 3]
     assert list(bars.y) == [(traj.scores[s, -1] >= 0.3).sum() for s in range(3)]
+    # the chart says what it counts: each step's predictions before NMS, not the final detections
+    assert "before NMS" in bars.name and f"{traj.scores.shape[2]} predicted boxes" in fig.layout.xaxis.title.text
     renewed = [t for t in fig.data if t.name == "renewed after step"]
     assert traj.renewed.any() and list(renewed[0].y) == traj.renewed.sum(axis=1).tolist()
     # a run without renewal has no renewal bars, and no legend entry promising them

@@ -553,7 +553,7 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     above = (scores >= score_threshold).sum(axis=1)
     mean_all = scores.mean(axis=1)
     data = [
-        {"type": "bar", "x": steps, "y": above, "name": f"boxes ≥ {score_threshold:.2f}",
+        {"type": "bar", "x": steps, "y": above, "name": f"boxes ≥ {score_threshold:.2f}, before NMS",
          "marker": {"color": "#4C78A8"}, "hovertemplate": "step %{x}: %{y} boxes<extra></extra>"},
         {"type": "scatter", "mode": "lines+markers", "x": steps, "y": mean_all, "name": "mean score (all boxes)",
          "yaxis": "y2", "line": {"color": "#F58518"}, "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"},
@@ -572,7 +572,10 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     counts_max = int(max(above.max(initial=0), renewed.max(initial=0)))
     layout = {
         "height": 260, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 40},
-        "xaxis": {"title": {"text": "DDIM step"}, "dtick": 1, "showgrid": False},
+        # what is counted: every step's own predictions, so more than the status line's final detections (a student
+        # read 18-23 boxes against "9 detections" as a contradiction)
+        "xaxis": {"title": {"text": f"DDIM step · each step's {scores.shape[1]} predicted boxes, before the step "
+                                    "ensemble and NMS", "font": {"size": 12}}, "dtick": 1, "showgrid": False},
         "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee", "tickformat": "d",
                   # counts: whole-number ticks (Plotly put 0.2, 0.4 ... under a count of 1)
                   **({"dtick": 1, "range": [0, max(counts_max, 1) * 1.05]} if counts_max <= 5 else {})},
