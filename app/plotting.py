@@ -50,8 +50,10 @@ IMAGE_PLOT_HEIGHT = 560
 TYPICAL_PLOT_WIDTH = 640  # px of the main column on a laptop screen; sets the height so the image fills the width
 
 
-def image_plot_height(width: int, height: int, columns: int = 1, low: int = 280, high: int = 720) -> int:
-    """Plot-area height that shows an image of this aspect ratio at the typical plot width, within [low, high]."""
+def image_plot_height(width: int, height: int, columns: int = 1, low: int = 280, high: int = 600) -> int:
+    """Plot-area height that shows an image of this aspect ratio at the typical plot width, within [low, high] px.
+    ``high`` keeps a portrait photo's figure, caption to slider, inside a laptop screen (at 720 px with its margins
+    and the sticky Play row it did not fit 900 px)."""
     return int(np.clip(TYPICAL_PLOT_WIDTH / columns * height / max(width, 1), low, high))
 
 
