@@ -281,16 +281,17 @@ PAGE_JS = """() => {
   // the training view's three panels (losses | AP, per-class AP below) stack at the full width, each legend under or
   // over its own panel (side by side, the legends covered the curves and the axis titles)
   dd.stackTraining = (gd) => {
-    const L = gd.layout, inner = 890, y = dd.fromTop(inner);
+    // each legend starts under its panel's axis title ("iteration", ~50 px under the panel; the legends covered it)
+    const L = gd.layout, inner = 930, y = dd.fromTop(inner);
     const update = {height: inner + 24 + 96, 'margin.l': 48, 'margin.r': 8, 'margin.t': 24, 'margin.b': 96,
-      'xaxis.domain': [0, 1], 'yaxis.domain': [y(200), 1], 'xaxis2.domain': [0, 1], 'yaxis2.domain': [y(570), y(390)],
-      'xaxis3.domain': [0, 1], 'yaxis3.domain': [0, y(690)],
-      'legend.orientation': 'h', 'legend.x': 0, 'legend.y': y(246), 'legend.yanchor': 'top', 'legend.maxheight': 110,
-      'legend2.x': 0, 'legend2.y': y(354), 'legend2.yanchor': 'top',
-      'legend3.x': 0, 'legend3.y': y(622), 'legend3.yanchor': 'top', 'legend3.orientation': 'v',
+      'xaxis.domain': [0, 1], 'yaxis.domain': [y(200), 1], 'xaxis2.domain': [0, 1], 'yaxis2.domain': [y(600), y(420)],
+      'xaxis3.domain': [0, 1], 'yaxis3.domain': [0, y(730)],
+      'legend.orientation': 'h', 'legend.x': 0, 'legend.y': y(262), 'legend.yanchor': 'top', 'legend.maxheight': 110,
+      'legend2.x': 0, 'legend2.y': y(382), 'legend2.yanchor': 'top',
+      'legend3.x': 0, 'legend3.y': y(662), 'legend3.yanchor': 'top', 'legend3.orientation': 'v',
       // upright class names: at the desktop's slant they ran into each other and past the left edge
       'xaxis3.tickangle': -90, 'xaxis3.tickfont.size': 10};
-    const centres = {loss: 100, ap: 480, per_class: 790};  // "no ... rows" notes: the middle of their panel
+    const centres = {loss: 100, ap: 510, per_class: 830};  // "no ... rows" notes: the middle of their panel
     (L.annotations || []).forEach((a, i) => {
       if (a.name in centres) {
         update[`annotations[${i}].x`] = 0.5; update[`annotations[${i}].y`] = y(centres[a.name]);

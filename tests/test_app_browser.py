@@ -784,12 +784,20 @@ def test_phone_size_run(page, server) -> None:
       const legends = [...gd.querySelectorAll('g.legend, g.legend2, g.legend3')].map(e => {
         const r = e.getBoundingClientRect();
         return [r.left - left, r.top - top, r.right - left, r.bottom - top]; });
-      return {width: gd.getBoundingClientRect().width, panels, legends}; }""")
-    assert len(training["legends"]) == 3, training
+      const titles = [...gd.querySelectorAll('.g-xtitle text, .g-x2title text, .g-x3title text')].map(e => {
+        const r = e.getBoundingClientRect();
+        return [r.left - left, r.top - top, r.right - left, r.bottom - top]; });
+      return {width: gd.getBoundingClientRect().width, panels, legends, titles}; }""")
+    assert len(training["legends"]) == 3 and training["titles"], training
+    apart = lambda a, b: a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]  # noqa: E731
     for p in training["panels"]:
         assert p[2] - p[0] >= 0.75 * training["width"], training  # full width
         for g in training["legends"]:
-            assert g[2] <= p[0] or p[2] <= g[0] or g[3] <= p[1] or p[3] <= g[1], (g, p)
+            assert apart(g, p), (g, p)
+    # nor over the axis titles ("iteration" sat under the loss legend's scroll bar) or each other
+    for i, g in enumerate(training["legends"]):
+        assert all(apart(g, t) for t in training["titles"]), (g, training["titles"])
+        assert all(apart(g, h) for h in training["legends"][i + 1:]), training["legends"]
     ticks = small.evaluate("""() => { const gd = document.querySelector('#training-plot .js-plotly-plot');
       const left = gd.getBoundingClientRect().left;
       return [...gd.querySelectorAll('.xaxislayer-above .x3tick text')].map(e => { const r = e.getBoundingClientRect();
