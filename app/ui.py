@@ -86,7 +86,7 @@ CSS = """
   /* the A/B table: its AP columns were off the screen's edge */
   #compare-summary table { font-size: 12px; }
   #compare-summary th:nth-child(2), #compare-summary td:nth-child(2) { min-width: 7em; }
-  #compare-summary th:nth-child(3) { white-space: normal !important; }
+  #compare-summary th:nth-child(3) { white-space: normal !important; min-width: 5.8em; }
   #compare-summary th, #compare-summary td { padding: 4px 6px !important; }
   #play-row { flex-wrap: nowrap; gap: 8px; }
   #play-row > :first-child { flex: 0 0 88px !important; min-width: 88px !important; }
@@ -626,13 +626,14 @@ PAGE_JS = """() => {
         if (id === 'denoise-plot' || id === 'results-plot' || id === 'compare-plot') dd.declutter(gd);
         if (id === 'target-plot') dd.prepareFrames(gd);
         if (id === 'denoise-plot') {
-          dd.takeSlider(gd); dd.legend(gd); dd.scheduleUrl(); if (small) dd.labelFinal(gd);
+          dd.takeSlider(gd); dd.legend(gd); dd.scheduleUrl();
           if (dd.playPending && gd.layout.sliders && gd.layout.sliders.length) {  // Play was pressed before the view
             dd.playPending = false;
             document.querySelector('#play-btn').click();
           }
         }
         dd.fit(gd, id);
+        if (small && (id === 'denoise-plot' || id === 'compare-plot')) dd.labelFinal(gd);
       };
       gd.on('plotly_afterplot', after);
       // the target view is fitted to its width, and its tab may have been hidden when it was drawn

@@ -835,6 +835,16 @@ def test_phone_size_run(page, server) -> None:
     a, b = ab["boxes"]
     assert a[3] <= b[1] and a[2] <= 390 and b[2] <= 390, ab
     assert max(ab["cells"]) <= 390, ab
+    # the header's words stay whole ("detecti/ons" broke mid-word) and the shared slider names its last position
+    header = small.evaluate("""() => { const th = document.querySelectorAll('#compare-summary th')[2];
+      const probe = document.createElement('span'); probe.textContent = 'detections';
+      probe.style.font = getComputedStyle(th).font; probe.style.whiteSpace = 'nowrap'; th.append(probe);
+      const word = probe.getBoundingClientRect().width; probe.remove();
+      const pad = parseFloat(getComputedStyle(th).paddingLeft) + parseFloat(getComputedStyle(th).paddingRight);
+      return [word, th.clientWidth - pad]; }""")
+    assert header[0] <= header[1] + 0.5, header
+    small.wait_for_function("() => [...document.querySelectorAll('#compare-plot .slider-label')]"
+                            ".some(e => e.textContent === 'final')")
     small.locator("#compare-plot").screenshot(path=str(OUTPUT_DIR / "browser_20_phone_compare.png"))
     # Play's caption in the image fits the phone's image (at 13 px it ran past the right edge)
     small.get_by_role("tab", name="Denoising").tap()

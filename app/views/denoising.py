@@ -571,10 +571,11 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
                      "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
     counts_max = int(max(above.max(initial=0), renewed.max(initial=0)))
     layout = {
-        "height": 260, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 40},
+        "height": 276, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 56},
         # what is counted: every step's own predictions, so more than the status line's final detections (a student
         # read 18-23 boxes against "9 detections" as a contradiction)
-        "xaxis": {"title": {"text": f"DDIM step · each step's {scores.shape[1]} predicted boxes, before the step "
+        # two lines: on a phone one line ran past both edges of the chart
+        "xaxis": {"title": {"text": f"DDIM step<br>each step's {scores.shape[1]} predicted boxes, before the "
                                     "ensemble and NMS", "font": {"size": 12}}, "dtick": 1, "showgrid": False},
         "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee", "tickformat": "d",
                   # counts: whole-number ticks (Plotly put 0.2, 0.4 ... under a count of 1)
