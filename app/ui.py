@@ -48,6 +48,7 @@ CSS = """
 /* the image starts below the component's floating label badge, which covered the top of the preview */
 #input-image .upload-container.reduced-height { padding-top: 36px; box-sizing: border-box; }
 .compact-row { gap: 6px !important; }
+#input-image img.dd-broken { visibility: hidden; }
 #detect-btn { font-size: 1.05em; }
 /* the theme draws an unchecked box white on white: give it an edge (Box renewal is off in the teaching setting) */
 #controls-col input[type=checkbox]:not(:checked) { border: 1.5px solid #6b7280 !important; }
@@ -137,6 +138,17 @@ PAGE_JS = """() => {
   const small = window.innerWidth < 768;
   if (!dd.hidden) dd.hidden = new Set((new URLSearchParams(window.location.search).get('hide') || '').split(',')
                                         .filter(Boolean));
+  // an upload the browser cannot show (not an image) left a broken-image icon in the input, beside a status line
+  // saying the views still show the previous run: the preview is hidden until an image loads there again
+  if (!dd.brokenWatch) {
+    dd.brokenWatch = true;
+    for (const [type, broken] of [['error', true], ['load', false]]) {
+      document.addEventListener(type, (e) => {
+        const img = e.target;
+        if (img && img.tagName === 'IMG' && img.closest('#input-image')) img.classList.toggle('dd-broken', broken);
+      }, true);
+    }
+  }
   if (small) {
     const sidebar = document.querySelector('#walkthrough-sidebar');
     if (sidebar && sidebar.classList.contains('open')) sidebar.querySelector('.toggle-button').click();

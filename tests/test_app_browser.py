@@ -1079,7 +1079,18 @@ def test_corrupt_upload_shows_a_message_and_the_app_keeps_working(page, app_env:
     assert "Cannot run" in page.locator("#status").inner_text()
     assert "Traceback" not in page.locator("body").inner_text()
     shot(page, "09_corrupt_upload")
-    # The server still serves: an example runs again.
+    # a file that is no image at all: no broken-image icon in the input (the browser cannot decode the preview)
+    path, message = support.bad_uploads(app_env.work_dir / "browser_bad")["not_image"]
+    page.locator("#input-image button[aria-label='Remove Image']").first.click()
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    page.wait_for_function("(m) => document.querySelector('#status').innerText.includes(m)", arg=message)
+    shown = "() => [...document.querySelectorAll('#input-image img')].filter(i => getComputedStyle(i).visibility"\
+            " === 'visible' && i.getBoundingClientRect().width > 0).map(i => i.complete && i.naturalWidth > 0)"
+    page.wait_for_function("() => [...document.querySelectorAll('#input-image img')].some(i => i.complete)")
+    page.wait_for_timeout(300)
+    assert page.evaluate(f"() => ({shown})().every(Boolean)"), "a broken-image icon shows in the input"
+    # The server still serves: an example runs again, and its image shows in the input.
     page.locator("#examples button, #examples .gallery-item, #examples td").nth(1).click()
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('scene_01')")
+    page.wait_for_function(f"() => {{ const s = ({shown})(); return s.length > 0 && s.every(Boolean); }}")
     assert not page.errors, page.errors
