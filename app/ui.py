@@ -83,14 +83,14 @@ CSS = """
   #views-col .tab-container, #views-col .tab-wrapper { max-width: 100%; overflow-x: auto; }
   #controls-col > .phone-late { order: 2; }
   /* the sticky Play row covers what scrolls under it: on a phone its caption was four lines (100 px) */
+  #play-row { flex-wrap: nowrap; gap: 8px; }
+  #play-row > :first-child { flex: 0 0 88px !important; min-width: 88px !important; }
   #play-row .prose { font-size: 12px; line-height: 1.35; }
-  /* the A/B table: its AP columns were off the screen's edge */
+  /* the A/B table: its AP columns were off the screen's edge; its header words stay whole */
   #compare-summary table { font-size: 12px; }
   #compare-summary th:nth-child(2), #compare-summary td:nth-child(2) { min-width: 7em; }
   #compare-summary th:nth-child(3) { white-space: normal !important; min-width: 5.8em; }
   #compare-summary th, #compare-summary td { padding: 4px 6px !important; }
-  #play-row { flex-wrap: nowrap; gap: 8px; }
-  #play-row > :first-child { flex: 0 0 88px !important; min-width: 88px !important; }
   #input-image label[data-testid=block-label] { font-size: 13px; }
   /* closed, the sidebar's toggle is a small tab over the page's top-right corner; the Walkthrough button opens it */
   #walkthrough-sidebar:not(.open) .toggle-button { display: none; }

@@ -573,8 +573,7 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     layout = {
         "height": 276, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 56},
         # what is counted: every step's own predictions, so more than the status line's final detections (a student
-        # read 18-23 boxes against "9 detections" as a contradiction)
-        # two lines: on a phone one line ran past both edges of the chart
+        # read 18-23 boxes against "9 detections" as a contradiction); two lines, as one ran past a phone's edges
         "xaxis": {"title": {"text": f"DDIM step<br>each step's {scores.shape[1]} predicted boxes, before the "
                                     "ensemble and NMS", "font": {"size": 12}}, "dtick": 1, "showgrid": False},
         "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee", "tickformat": "d",
