@@ -45,8 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # parsed before torch and gradio load, so that --help and a bad flag answer at once
-ARGS = parse_args() if __name__ == "__main__" else argparse.Namespace(host=None, port=None, checkpoint_dir=None,
-                                                                      examples_dir=None)
+ARGS = parse_args(None if __name__ == "__main__" else [])  # imported (Spaces, reload mode): every flag unset
 
 from app.explorer import Explorer  # noqa: E402
 from app.ui import build_demo, launch  # noqa: E402
