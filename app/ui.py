@@ -38,6 +38,9 @@ CSS = """
 /* while a run goes, its progress bar replaces the status line: see-through, it was drawn over the greyed old text */
 #status > .wrap.translucent { background: var(--block-background-fill) !important; opacity: 1 !important;
   top: 0 !important; bottom: 0 !important; height: auto !important; }
+/* once the run reports its DDIM steps ("DDIM step 5/20 · about 1.3 s left"), Gradio's own timer beside it
+   ("processing | 2.1/0.7s", elapsed / Gradio's guess) said a second, different time left; a queued run keeps it */
+#status .wrap:has(.progress-level) .progress-text { display: none !important; }
 /* a dropdown's value ran under its arrow ("max over classe▾"): the input spans the arrow's place */
 .secondary-wrap input[role=combobox] { padding-right: 26px !important; text-overflow: ellipsis; }
 /* the image's label badge ran under the component's buttons on a phone: it ends before them */
@@ -50,6 +53,8 @@ CSS = """
 .compact-row { gap: 6px !important; }
 #input-image img.dd-broken { visibility: hidden; }
 #detect-btn { font-size: 1.05em; }
+/* the step chart is a few bars, nothing to zoom: its tool bar only covered the legend on hover */
+#stats-plot .modebar-container { display: none !important; }
 /* the theme draws an unchecked box white on white: give it an edge (Box renewal is off in the teaching setting) */
 #controls-col input[type=checkbox]:not(:checked) { border: 1.5px solid #6b7280 !important; }
 /* three checkboxes share a row: at the theme's size "ensemble" did not fit its column and was cut */

@@ -185,6 +185,10 @@ def test_running_an_example_draws_the_denoising_view(page) -> None:
     assert "ground truth: example scene_01.jpg" in page.locator("#status").inner_text()
     shot(page, "02_run")
     shot(page, "02_denoise_plot", "#denoise-plot")
+    # the step chart has no tool bar over its legend on hover; the image keeps its tools (zoom)
+    for plot, tools in (("#stats-plot", False), ("#denoise-plot", True)):
+        page.locator(f"{plot} .js-plotly-plot").hover()
+        assert page.locator(f"{plot} .modebar").first.is_visible() == tools, plot
 
 
 def test_step_slider_switches_traces_in_the_browser(page) -> None:
@@ -402,6 +406,10 @@ def test_a_long_run_shows_progress_per_ddim_step(page) -> None:
       const a = block.getBoundingClientRect(), b = wrap.getBoundingClientRect(), style = getComputedStyle(wrap);
       return [Math.round(b.top - a.top), Math.round(a.bottom - b.bottom), style.opacity, style.backgroundColor]; }""")
     assert cover[0] <= 0 and cover[1] <= 0 and cover[2] == "1" and "rgba" not in cover[3], cover
+    # one time left only, the run's own: Gradio's timer ("processing | 2.1/0.7s") is hidden beside it
+    shown = page.evaluate("""() => [...document.querySelectorAll('#status .progress-text, #status .progress-level')]
+      .filter(e => e.offsetParent !== null).map(e => e.className.split(' ')[0])""")
+    assert shown == ["progress-level"], shown
     # and only there: the previous figure stays in view until the new one comes (it was blanked for the whole run)
     assert page.evaluate("() => !!document.querySelector('#denoise-plot .js-plotly-plot') && !document.querySelector("
                          "'#denoise-plot .progress-level, #denoise-plot .wrap.full:not(.hide)')")
@@ -1038,8 +1046,13 @@ def test_other_tabs_render(page) -> None:
                            ".length")
     title = "() => document.querySelector('#heatmap-plot .annotation-text').textContent"
     assert page.evaluate(title).startswith("predicted heatmap")
+    image_box = "() => { const r = document.querySelector('#heatmap-plot .bglayer rect, #heatmap-plot .nsewdrag')" \
+                ".getBoundingClientRect(); return [r.left, r.width].map(Math.round); }"
+    before = page.evaluate(image_box)
     page.locator("#heatmap-plot .updatemenu-button").nth(2).click()
     page.wait_for_function(f"() => ({title})().startsWith('predicted − target')")
+    # the difference's wider colour-bar labels (-0.5) fit the margin: the image does not move (it shifted a few px)
+    assert page.evaluate(image_box) == before
     shown = page.evaluate("() => document.querySelector('#heatmap-plot .js-plotly-plot').data"
                           ".filter(t => t.type === 'heatmap' && t.visible !== false).map(t => t.name)")
     assert shown == ["difference"], shown

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -282,6 +283,34 @@ def test_heatmap_views(image) -> None:
     assert overlay.layout.sliders[0].steps[3].args[0] == {"opacity": 0.3}
     none = P.validate_figure(heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names))
     assert "no heatmap head" in json.dumps(none.to_dict())
+
+
+def _rgba(colour: str) -> tuple[float, ...]:
+    values = [float(v) for v in re.findall(r"[\d.]+", colour)]
+    return tuple(values) if len(values) == 4 else (*values, 1.0)
+
+
+def test_heatmaps_have_one_colour_ramp_in_every_view(image) -> None:
+    """A value has one colour in every view: the side-by-side maps are the overlay's ramp laid on white (they were
+    viridis while the overlays and the Target tab were red), and the boxes drawn over them are not white."""
+    traj = support.make_trajectory()
+    target = np.zeros_like(traj.heatmap)
+    side = heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, boxes_xyxy=GT)
+    overlay = heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="overlay")
+    labels = np.array([0])
+    tgt = synthesize_heatmap(torch.as_tensor(GT[:1]), torch.as_tensor(labels), 3, (12, 16), 8.0, 1.0, 0.5).numpy()
+    target_tab = target_view.target_figure(image, GT[:1], labels, support.CLASSES, tgt, 8.0, np.array([1.0]))
+    overlay_scales = [[tuple(s) for s in t.colorscale] for t in [*overlay.data, *target_tab.data]
+                      if t.type == "heatmap" and t.name in ("predicted", "target")]
+    assert len(overlay_scales) == 3 and all(s == overlay_scales[0] for s in overlay_scales)
+    for trace in [t for t in side.data if t.name in ("predicted", "target")]:
+        assert [v for v, _ in trace.colorscale] == [v for v, _ in overlay_scales[0]]
+        for (_, alone), (_, over) in zip(trace.colorscale, overlay_scales[0]):
+            *rgb, a = _rgba(over)
+            assert _rgba(alone)[:3] == pytest.approx([c * a + 255 * (1 - a) for c in rgb], abs=0.6)
+        assert _rgba(trace.colorscale[0][1])[:3] == (255, 255, 255)
+    outline = [t for t in side.data if t.name == "boxes"][0]
+    assert min(_rgba(outline.line.color)[:3]) < 128
     with pytest.raises(ValueError):
         heatmap.heatmap_figure(traj.heatmap, target, 8.0, image, traj.class_names, mode="3d")
 
@@ -341,6 +370,11 @@ def test_training_figure() -> None:
     assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
     empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())
+    # one evaluation is a point per metric, and the panel says so; two make a curve and no note
+    assert [a.text for a in fig.layout.annotations if a.name == "ap"] == [
+        "evaluated once, at iteration 100:<br>one point per metric, no curve"]
+    two = training.training_figure(rows + [{"iter": 200, "eval": {"AP": 0.5, "AP50": 0.7}}])
+    assert not [a for a in two.layout.annotations if a.name == "ap"]
     # the loss axis: decades labelled when the curves span one or more (2, 10, 5, 2, 1, 5, ... was one axis's labels)
     assert fig.layout.yaxis.dtick is None  # 0.5 to 2: within a decade, Plotly's own ticks
     wide = training.training_figure(rows + [{"iter": 200, "loss": 0.05, "loss_ce": 0.01}])

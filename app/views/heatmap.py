@@ -15,12 +15,19 @@ from app.controls import MAX_CLASSES_OPTION, Display, number
 from app.inputs import GroundTruth
 from app.plotting import ImageSource, image_axes, image_plot_height, lines, make_figure, rect_path
 
-HEAT_SCALE = "Viridis"
-OVERLAY_SCALE = [[0.0, "rgba(255,237,160,0)"], [0.15, "rgba(254,178,76,0.35)"], [0.5, "rgba(240,59,32,0.75)"],
-                 [1.0, "rgba(189,0,38,1)"]]
+# One colour ramp for heat everywhere: transparent pale yellow -> orange -> dark red over the image (overlay, Target
+# tab), and the same ramp laid on white where a map stands alone (side by side), so a value has one colour in every
+# view (the side-by-side maps were viridis, the overlays red: two colours for one number).
+_HEAT_STOPS = ((0.0, (255, 237, 160), 0.0), (0.15, (254, 178, 76), 0.35), (0.5, (240, 59, 32), 0.75),
+               (1.0, (189, 0, 38), 1.0))
+OVERLAY_SCALE = [[v, f"rgba({r},{g},{b},{a:g})"] for v, (r, g, b), a in _HEAT_STOPS]
+HEAT_SCALE = [[v, "rgb({},{},{})".format(*(round(c * a + 255 * (1 - a)) for c in rgb))] for v, rgb, a in _HEAT_STOPS]
 DIFF_SCALE = [[0.0, "rgb(33,102,172)"], [0.25, "rgb(146,197,222)"], [0.5, "rgb(247,247,247)"],
               [0.75, "rgb(244,165,130)"], [1.0, "rgb(178,24,43)"]]
-DIFF_OVERLAY_SCALE = [[0.0, "rgba(33,102,172,1)"], [0.5, "rgba(247,247,247,0)"], [1.0, "rgba(178,24,43,1)"]]
+# on the photo, a difference of +-0.3 was faint with a straight alpha ramp (0.3 of full colour): it is 0.7 there now,
+# and the photo still shows through the small differences (the colour bar shows the mapping)
+DIFF_OVERLAY_SCALE = [[0.0, "rgba(33,102,172,1)"], [0.35, "rgba(67,147,195,0.7)"], [0.5, "rgba(247,247,247,0)"],
+                      [0.65, "rgba(214,96,77,0.7)"], [1.0, "rgba(178,24,43,1)"]]
 
 
 def select_channel(heatmap: np.ndarray, class_index: int | None) -> np.ndarray:
@@ -101,8 +108,8 @@ def heatmap_figure(
                                                bar if i == 1 or pred is None else None))
                 else:
                     data.append(heatmap_trace(z, stride, axes, DIFF_SCALE, -1, 1, "difference", bar))
-            if outline is not None:
-                data.append(lines(*outline, "rgba(255,255,255,0.6)", 1, name="boxes", axes=axes))
+            if outline is not None:   # grey: the maps are white where they are zero
+                data.append(lines(*outline, "rgba(75,85,99,0.6)", 1, name="boxes", axes=axes))
         layout.update({"height": image_plot_height(image.width, image.height, columns=3, low=140) + 30 + 50,
                        "annotations": annotations, "margin": {"l": 8, "r": 8, "t": 30, "b": 50},
                        "showlegend": False})
@@ -134,7 +141,9 @@ def heatmap_figure(
     layout.update({
         "xaxis": xaxis, "yaxis": yaxis, "height": image_plot_height(image.width, image.height) + 70 + 60,
         "showlegend": False,
-        "margin": {"l": 8, "r": 40, "t": 70, "b": 60},
+        # wide enough for either colour bar (the difference's labels, -0.5, need 59 px): Plotly widened a narrower
+        # margin for them, and the image moved a few pixels at every switch of the layer
+        "margin": {"l": 8, "r": 64, "t": 70, "b": 60},
         "updatemenus": [{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.0,
                          "xanchor": "left", "yanchor": "bottom", "pad": {"b": 4}, "showactive": True,
                          "active": 0}],

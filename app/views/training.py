@@ -72,7 +72,8 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
         if pts:
             xs, ys = zip(*pts)
             data.append({"type": "scatter", "mode": "lines+markers", "x": list(xs), "y": list(ys), "name": key,
-                         "line": {"color": colour}, "xaxis": "x2", "yaxis": "y2", "legend": "legend2",
+                         "line": {"color": colour}, "marker": {"size": 6 if len(pts) > 1 else 10},
+                         "xaxis": "x2", "yaxis": "y2", "legend": "legend2",
                          "hovertemplate": f"{key} at iter %{{x}}: %{{y:.2f}}<extra></extra>"})
     last = next((r for r in reversed(evals) if isinstance(r["eval"].get("per_class"), dict)), None)
     annotations = []
@@ -96,6 +97,12 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
     if not evals:
         annotations.append({"name": "ap", "text": "no evaluation rows yet", "x": 0.78, "y": 0.8, "xref": "paper",
                             "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
+    elif len({r["iter"] for r in evals}) == 1:  # three lone dots read as a broken chart (a fresh user's words)
+        annotations.append({"name": "ap", "text": f"evaluated once, at iteration {evals[0]['iter']}:<br>"
+                                                  "one point per metric, no curve",
+                            "x": 0.835, "y": 0.62, "xanchor": "center", "yanchor": "bottom", "xref": "paper",
+                            "yref": "paper", "showarrow": False,
+                            "font": {"color": "#6b7280", "size": 11}})
     if not loss_keys:
         annotations.append({"name": "loss", "text": "no loss rows", "x": 0.22, "y": 0.8, "xref": "paper",
                             "yref": "paper", "showarrow": False, "font": {"color": "#6b7280"}})
