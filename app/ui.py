@@ -943,17 +943,7 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                     with gr.Tab("Target", id="target") as target_tab:
                         gr.Markdown("The training target of the heatmap head: a Gaussian at each box centre whose "
                                     "radius (its sigma, the dotted circle) is `r = max(min_radius, rho · min(w, h))` "
-                                    "heatmap cells. Move the sliders.")
-                        # TARGET_CONTROL_WIDTH: side by side on a laptop, one per line on a phone (side by side
-                        # there, the labels wrapped unevenly and the dropdown values were cut; fresh-user trial)
-                        with gr.Row():
-                            min_radius = gr.Slider(*MIN_RADIUS_RANGE, value=cfg.min_radius if cfg else 4,
-                                                   step=MIN_RADIUS_STEP, min_width=TARGET_CONTROL_WIDTH,
-                                                   label="min_radius (cells)", elem_id="min-radius",
-                                                   info="smallest gaussian sigma, in heatmap cells")
-                            rho = gr.Slider(*RHO_RANGE, value=cfg.rho if cfg else 0.5, step=RHO_STEP, label="rho",
-                                            elem_id="rho", info="sigma as a fraction of the box's shorter side",
-                                            min_width=TARGET_CONTROL_WIDTH)
+                                    "heatmap cells. Move the sliders under the map.")
                         with gr.Row():
                             target_class = gr.Dropdown(choices=class_options, value=MAX_CLASSES_OPTION,
                                                        label="Class", elem_id="target-class", allow_custom_value=True,
@@ -964,6 +954,18 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
                                                       info="the chart below cuts through the shown map at this box's "
                                                            "centre")
                         target_plot = gr.Plot(show_label=False, elem_id="target-plot")
+                        # under the map, right below its profile chart: above the map, a laptop never showed the
+                        # sliders and the profile on one screen (the map is ~780 px tall). TARGET_CONTROL_WIDTH: side
+                        # by side on a laptop, one per line on a phone (side by side there, the labels wrapped
+                        # unevenly and the dropdown values were cut; fresh-user trial)
+                        with gr.Row():
+                            min_radius = gr.Slider(*MIN_RADIUS_RANGE, value=cfg.min_radius if cfg else 4,
+                                                   step=MIN_RADIUS_STEP, min_width=TARGET_CONTROL_WIDTH,
+                                                   label="min_radius (cells)", elem_id="min-radius",
+                                                   info="smallest gaussian sigma, in heatmap cells")
+                            rho = gr.Slider(*RHO_RANGE, value=cfg.rho if cfg else 0.5, step=RHO_STEP, label="rho",
+                                            elem_id="rho", info="sigma as a fraction of the box's shorter side",
+                                            min_width=TARGET_CONTROL_WIDTH)
                     with gr.Tab("Results", id="results"):
                         metrics_md = gr.Markdown(elem_id="metrics")
                         results_plot = gr.Plot(show_label=False, elem_id="results-plot")

@@ -934,6 +934,20 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
     finally:
         page.evaluate("() => { window.__dd.applyFrame = window.__dd.pageFrame; }")
     _same_target(drawn, page.evaluate(TARGET_STATE))
+    # on a laptop screen the sliders and the whole profile chart they move are in sight together (the sliders were
+    # above the ~780 px map, the profile below it)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    try:
+        page.locator("#rho").scroll_into_view_if_needed()
+        page.evaluate("() => document.querySelector('#rho').scrollIntoView({block: 'end'})")
+        span = page.evaluate("""() => { const gd = document.querySelector('#target-plot .js-plotly-plot');
+          const top = gd.getBoundingClientRect().top, y2 = gd._fullLayout.yaxis2;
+          const sliders = ['#rho', '#min-radius'].map(s => document.querySelector(s).getBoundingClientRect());
+          return [top + y2._offset, top + y2._offset + y2._length, Math.min(...sliders.map(r => r.top)),
+                  Math.max(...sliders.map(r => r.bottom)), window.innerHeight]; }""")
+        assert 0 <= min(span[:4]) and max(span[:4]) <= span[4], span
+    finally:
+        page.set_viewport_size({"width": 1500, "height": 1000})
 
 
 def test_min_radius_after_rho_comes_from_the_server_once_then_from_the_page(page) -> None:
