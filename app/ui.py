@@ -346,9 +346,12 @@ PAGE_JS = """() => {
     const width = gd.getBoundingClientRect().width;
     const legend = gd.layout.showlegend !== false;
     const top = Math.max(0, ((gd.layout.margin || {}).t || 34) - 34);  // a taller top than the denoising view's
+    const side = Math.max(0, ((gd.layout.margin || {}).l || 0) + ((gd.layout.margin || {}).r || 0) - 16);
     const update = {'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.yref': 'container',
                     'legend.y': 0, 'legend.yanchor': 'bottom', 'margin.b': legend ? 170 : 70,
-                    'height': Math.round(width * aspect) + (legend ? 250 : 110) + top,
+                    // the image spans the plot area, narrower than the figure by a wide side margin (the heatmap
+                    // overlay's colour bar: its image was 64 px narrower, with as much blank under it)
+                    'height': Math.round((width - side) * aspect) + (legend ? 250 : 110) + top,
                     'xaxis.domain': [0, 1], 'sliders[0].len': 0.96};
     (gd.layout.annotations || []).forEach((a, i) => { if (a.xref === 'paper' && a.x > 0.5) update[`annotations[${i}].visible`] = false; });
     const slider = gd.layout.sliders && gd.layout.sliders.length;  // a slider lives in the bottom margin too

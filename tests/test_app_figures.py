@@ -252,6 +252,14 @@ def test_step_stats(image) -> None:
     # a run without renewal has no renewal bars, and no legend entry promising them
     traj.renewed = np.zeros_like(traj.renewed)
     assert not [t for t in denoising.step_stats_figure(traj, 0.3).data if t.name == "renewed after step"]
+    # each tooltip names its mean (it said "mean 0.581" for both lines); the axis spans the steps, no empty 0 / N+1,
+    # and thins its ticks on a long run (20 upright-impossible labels crowded a phone)
+    tips = [t.hovertemplate for t in fig.data if t.type == "scatter"]
+    assert any("mean score of all boxes" in t for t in tips) and any("boxes ≥ 0.30" in t for t in tips), tips
+    assert list(fig.layout.xaxis.range) == [0.5, 3.5] and fig.layout.xaxis.dtick == 1
+    long = denoising.step_stats_figure(support.make_trajectory(steps=20), 0.3)
+    assert list(long.layout.xaxis.range) == [0.5, 20.5] and long.layout.xaxis.dtick == 2
+    assert all(len(line) <= 40 for line in long.layout.xaxis.title.text.split("<br>"))  # fits a phone
 
 
 def test_heatmap_views(image) -> None:
@@ -271,13 +279,17 @@ def test_heatmap_views(image) -> None:
     assert overlay.data[0].type == "image"
     assert [b.label for b in overlay.layout.updatemenus[0].buttons] == ["predicted", "target", "difference"]
     # each button shows its own layer and names it in the title (the title said "target" over every layer)
-    heat_ids = [i for i, t in enumerate(overlay.data) if t.type == "heatmap"]
+    heat_ids = [i for i, t in enumerate(overlay.data) if t.type == "heatmap" and t.name != "white wash"]
+    wash = [i for i, t in enumerate(overlay.data) if t.name == "white wash"]
     assert overlay.layout.annotations[0].text.startswith("predicted heatmap")
+    assert overlay.data[wash[0]].visible is False and list(overlay.layout.sliders[0].steps[0].args[1]) == heat_ids
     for button, heat_id, name in zip(overlay.layout.updatemenus[0].buttons, heat_ids,
                                      ("predicted heatmap", "target from ground truth", "predicted − target")):
         visible, relayout = button.args
         assert [i for i, v in enumerate(visible["visible"]) if v and i in heat_ids] == [heat_id]
         assert relayout["annotations[0].text"].startswith(name)
+        # the photo is washed white under the difference only (its see-through zero showed the pink table as red)
+        assert visible["visible"][wash[0]] == name.startswith("predicted −")
     only_target = heatmap.heatmap_figure(None, target, 8.0, image, traj.class_names, mode="overlay")
     assert only_target.layout.annotations[0].text.startswith("target from ground truth")
     assert overlay.layout.sliders[0].steps[3].args[0] == {"opacity": 0.3}
@@ -368,6 +380,11 @@ def test_training_figure() -> None:
     assert rank["loss"] < rank["loss_ce"]  # the total heads the (scrolling) loss legend
     bars = [t for t in fig.data if t.name == "PROPS paper, R-50 with heatmap (real photos)"][0]
     assert list(bars.y) == [training.PAPER_PROPS_AP["mug"][1], training.PAPER_PROPS_AP["cracker_box"][1]]
+    # one colour, one meaning across the panels: AP is this run's red (as its per-class bars), no line is the paper's
+    lines_ = {t.name: t.line.color for t in fig.data if t.type == "scatter" and t.name.startswith("AP")}
+    bars_ = {t.name: t.marker.color for t in fig.data if t.type == "bar"}
+    assert lines_["AP"] == bars_["this run, iter 100 (its own validation set)"]
+    assert not set(lines_.values()) & {c for n, c in bars_.items() if n.startswith("PROPS paper")}
     empty = training.training_figure([{"iter": 0, "loss": 1.0}])
     assert "no evaluation rows" in json.dumps(empty.to_dict())
     # one evaluation is a point per metric, and the panel says so; two make a curve and no note

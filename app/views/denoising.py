@@ -554,9 +554,11 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
     mean_all = scores.mean(axis=1)
     data = [
         {"type": "bar", "x": steps, "y": above, "name": f"boxes ≥ {score_threshold:.2f}, before NMS",
-         "marker": {"color": "#4C78A8"}, "hovertemplate": "step %{x}: %{y} boxes<extra></extra>"},
+         "marker": {"color": "#4C78A8"},
+         "hovertemplate": f"step %{{x}}: %{{y}} boxes ≥ {score_threshold:.2f}<extra></extra>"},
         {"type": "scatter", "mode": "lines+markers", "x": steps, "y": mean_all, "name": "mean score (all boxes)",
-         "yaxis": "y2", "line": {"color": "#F58518"}, "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"},
+         "yaxis": "y2", "line": {"color": "#F58518"},
+         "hovertemplate": "step %{x}: mean score of all boxes %{y:.3f}<extra></extra>"},
     ]
     if (scores >= score_threshold).any():
         mean_above = np.array([s[s >= score_threshold].mean() if (s >= score_threshold).any() else np.nan
@@ -564,18 +566,22 @@ def step_stats_figure(traj: Trajectory, score_threshold: float, stage: int = -1)
         data.append({"type": "scatter", "mode": "lines+markers", "x": steps, "y": mean_above,
                      "name": f"mean score (≥ {score_threshold:.2f})", "yaxis": "y2",
                      "line": {"color": "#E45756", "dash": "dot"},
-                     "hovertemplate": "step %{x}: mean %{y:.3f}<extra></extra>"})
+                     "hovertemplate": f"step %{{x}}: mean score of the boxes ≥ {score_threshold:.2f} "
+                                      "%{y:.3f}<extra></extra>"})
     renewed = traj.renewed.sum(axis=1) if traj.renewed is not None else np.zeros(traj.num_steps, np.int64)
     if renewed.any():  # without renewal, no bars and no legend entry
         data.append({"type": "bar", "x": steps, "y": renewed, "name": "renewed after step",
                      "marker": {"color": "#19D3F3"}, "hovertemplate": "step %{x}: %{y} renewed<extra></extra>"})
     counts_max = int(max(above.max(initial=0), renewed.max(initial=0)))
     layout = {
-        "height": 276, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 56},
+        "height": 290, "barmode": "group", "margin": {"l": 48, "r": 48, "t": 30, "b": 70},
         # what is counted: every step's own predictions, so more than the status line's final detections (a student
-        # read 18-23 boxes against "9 detections" as a contradiction); two lines, as one ran past a phone's edges
-        "xaxis": {"title": {"text": f"DDIM step<br>each step's {scores.shape[1]} predicted boxes, before the "
-                                    "ensemble and NMS", "font": {"size": 12}}, "dtick": 1, "showgrid": False},
+        # read 18-23 boxes against "9 detections" as a contradiction); three short lines: two ran past a phone's edges
+        "xaxis": {"title": {"text": f"DDIM step<br>each step's {scores.shape[1]} predicted boxes,<br>before the "
+                                    "ensemble and NMS", "font": {"size": 12}}, "showgrid": False,
+                  # the steps only (Plotly padded 0 and N + 1), every step up to 12, then every other or fifth one
+                  "range": [0.5, traj.num_steps + 0.5], "tick0": 1,
+                  "dtick": 1 if traj.num_steps <= 12 else 2 if traj.num_steps <= 24 else 5},
         "yaxis": {"title": {"text": "boxes"}, "rangemode": "tozero", "gridcolor": "#eee", "tickformat": "d",
                   # counts: whole-number ticks (Plotly put 0.2, 0.4 ... under a count of 1)
                   **({"dtick": 1, "range": [0, max(counts_max, 1) * 1.05]} if counts_max <= 5 else {})},

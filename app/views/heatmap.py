@@ -26,6 +26,7 @@ DIFF_SCALE = [[0.0, "rgb(33,102,172)"], [0.25, "rgb(146,197,222)"], [0.5, "rgb(2
               [0.75, "rgb(244,165,130)"], [1.0, "rgb(178,24,43)"]]
 # on the photo, a difference of +-0.3 was faint with a straight alpha ramp (0.3 of full colour): it is 0.7 there now,
 # and the photo still shows through the small differences (the colour bar shows the mapping)
+WASH_OPACITY = 0.75
 DIFF_OVERLAY_SCALE = [[0.0, "rgba(33,102,172,1)"], [0.35, "rgba(67,147,195,0.7)"], [0.5, "rgba(247,247,247,0)"],
                       [0.65, "rgba(214,96,77,0.7)"], [1.0, "rgba(178,24,43,1)"]]
 
@@ -120,7 +121,13 @@ def heatmap_figure(
     layers = [("predicted", pred, OVERLAY_SCALE, 0, 1), ("target", tgt, OVERLAY_SCALE, 0, 1),
               ("difference", diff, DIFF_OVERLAY_SCALE, -1, 1)]
     layers = [layer for layer in layers if layer[1] is not None]
-    first = 1
+    # Under the difference, the photo is washed white: a zero difference is see-through, and on the bare photo a
+    # pink table read as "predicted > target" red while the colour bar says zero is white.
+    data.append({"type": "heatmap", "z": [[0.0]], "x0": image.width / 2, "dx": image.width, "y0": image.height / 2,
+                 "dy": image.height, "colorscale": [[0, "white"], [1, "white"]], "showscale": False,
+                 "opacity": WASH_OPACITY, "hoverinfo": "skip", "name": "white wash", "xaxis": "x", "yaxis": "y",
+                 "visible": layers[0][0] == "difference"})
+    first = 2
     for i, (name, z, scale, lo, hi) in enumerate(layers):
         data.append(heatmap_trace(z, stride, ("x", "y"), scale, lo, hi, name, {"x": 1.0, "xanchor": "left"},
                                    opacity=0.7, visible=i == 0))
@@ -133,7 +140,7 @@ def heatmap_figure(
               "target": f"target from {target_source} · class: {which}",
               "difference": f"predicted − target · class: {which}"}
     buttons = [{"label": name, "method": "update",
-                "args": [{"visible": [True] * first + [j == i for j in range(len(layers))]
+                "args": [{"visible": [True, name == "difference"] + [j == i for j in range(len(layers))]
                           + [True] * (count - first - len(layers))}, {"annotations[0].text": titles[name]}]}
                for i, (name, *_rest) in enumerate(layers)]
     opacity_steps = [{"label": f"{v:.1f}", "method": "restyle", "args": [{"opacity": v}, heat_ids]}

@@ -66,7 +66,8 @@ def training_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
     shown = [y for t in data if t["visible"] is True for y in t["y"]]
     if shown and max(shown) / min(shown) >= 10:  # labels at the decades only: Plotly also labelled 2 and 5 in each
         layout["yaxis"].update(dtick=1, minor={"dtick": "D1", "showgrid": True, "gridcolor": "#f3f3f3"})  # (2,10,5,2,1)
-    for key, colour in (("AP", "#E45756"), ("AP50", "#4C78A8"), ("AP75", "#54A24B")):
+    # AP in this run's red, as its per-class bars below; AP50 not in the paper's blue (one colour, one meaning)
+    for key, colour in (("AP", "#E45756"), ("AP50", "#F58518"), ("AP75", "#54A24B")):
         pts = [(r["iter"], float(r["eval"][key]) * scale) for r in evals
                if isinstance(r["eval"].get(key), (int, float))]
         if pts:
