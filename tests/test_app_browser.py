@@ -735,9 +735,11 @@ def test_phone_size_run(page, server) -> None:
       const fl = gd._fullLayout, box = (e) => { const r = e.getBoundingClientRect();
         return [r.left, r.top, r.right, r.bottom]; };
       return {plot: fl.yaxis._length, image: fl.xaxis._length * window.__dd.aspect(gd.layout),
+              blank: fl._size.h - fl.yaxis._length,
               title: box(gd.querySelector('.annotation-text')), buttons: box(gd.querySelector('.updatemenu-container')),
               width: gd.getBoundingClientRect().width}; }""")
     assert abs(overlay["plot"] - overlay["image"]) < 40, overlay
+    assert overlay["blank"] < 12, overlay  # no blank plot area beside the image (42 px with the colour bar's margin)
     title, buttons = overlay["title"], overlay["buttons"]
     assert title[3] <= buttons[1] + 1 and title[2] <= overlay["width"], overlay  # above the buttons, whole
     small.locator("#heatmap-plot").screenshot(path=str(OUTPUT_DIR / "browser_16_phone_heatmap_overlay.png"))
