@@ -26,9 +26,9 @@ DIFF_SCALE = [[0.0, "rgb(33,102,172)"], [0.25, "rgb(146,197,222)"], [0.5, "rgb(2
               [0.75, "rgb(244,165,130)"], [1.0, "rgb(178,24,43)"]]
 # on the photo, a difference of +-0.3 was faint with a straight alpha ramp (0.3 of full colour): it is 0.7 there now,
 # and the photo still shows through the small differences (the colour bar shows the mapping)
-WASH_OPACITY = 0.75
 DIFF_OVERLAY_SCALE = [[0.0, "rgba(33,102,172,1)"], [0.35, "rgba(67,147,195,0.7)"], [0.5, "rgba(247,247,247,0)"],
                       [0.65, "rgba(214,96,77,0.7)"], [1.0, "rgba(178,24,43,1)"]]
+WASH_OPACITY = 0.75  # the white laid over the photo under the difference layer (see heatmap_figure)
 
 
 def select_channel(heatmap: np.ndarray, class_index: int | None) -> np.ndarray:
