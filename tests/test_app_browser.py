@@ -947,7 +947,7 @@ def test_rho_slider_resynthesises_the_target(page) -> None:
           const sliders = ['#rho', '#min-radius'].map(s => document.querySelector(s).getBoundingClientRect());
           return [top + y2._offset, top + y2._offset + y2._length, Math.min(...sliders.map(r => r.top)),
                   Math.max(...sliders.map(r => r.bottom)), window.innerHeight]; }""")
-        assert 0 <= min(span[:4]) and max(span[:4]) <= span[4], span
+        assert -1 <= min(span[:4]) and max(span[:4]) <= span[4] + 1, span  # sub-pixel scroll positions
     finally:
         page.set_viewport_size({"width": 1500, "height": 1000})
 
