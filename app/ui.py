@@ -1086,8 +1086,10 @@ def build_demo(explorer: Explorer | None = None) -> gr.Blocks:
         # (Gradio's default for this event dropped them, leaving a figure behind the slider after quick arrow-key
         # presses). Queued, as every cheap event: an out-of-range value typed into a slider's box fails in Gradio's
         # own check, and only a queued event shows its message (unqueued: an HTTP 500 and nothing on the page).
-        gr.on([target_class.input, profile_box.input], explorer.render_target, target_inputs, target_plot,
-              api_name="target", **cheap)
+        profile_box.input(explorer.render_target, target_inputs, target_plot, api_name="target", **cheap)
+        # another class: the profile follows it to one of its boxes when it was on a box of another class
+        target_class.input(explorer.render_target_class, target_inputs, [target_plot, profile_box],
+                           api_visibility="private", **cheap)
         # A move of rho or min_radius is drawn by the page from the figure's frames of that slider when it has them
         # (the server then sends nothing); otherwise the figure comes with them. Opening the tab fetches the figure
         # with both sliders' frames, so the first move is drawn by the page too.

@@ -193,6 +193,16 @@ def test_target_follows_rho_and_matches_the_core_synthesis(explorer: Explorer, e
     profile = [t for t in fig_other.data if t.name == "profile"][0]
     row = int(((16 + 56) / 2) // traj.heatmap_stride)
     np.testing.assert_allclose(np.asarray(profile.y), expected[8, row].round(4), atol=1e-4)
+    # picking a class moves the profile to that class's box when it was on another class's (a trial saw the mug
+    # shown and the profile left on another object); on a box of the class, or with every class shown, it stays
+    args = (example, None, True, run[9], CHECKPOINT_NAME, None, 1.0, 0.9)
+    fig_follow, box = explorer.render_target_class(*args, "mug", 0, 0.3)
+    assert box == gr.update(value=1)
+    np.testing.assert_allclose(np.asarray([t for t in fig_follow.data if t.name == "profile"][0].y),
+                               expected[8, int(((30 + 86) / 2) // traj.heatmap_stride)].round(4), atol=1e-4)
+    assert explorer.render_target_class(*args, "mug", 1, 0.3)[1] == gr.skip()
+    assert explorer.render_target_class(*args, MAX_CLASSES_OPTION, 0, 0.3)[1] == gr.skip()
+    assert explorer.render_target_class(*args, "cracker_box", 1, 0.3)[1] == gr.skip()  # no box of that class
 
 
 def _decode_map(text: str, shape: list[int]) -> np.ndarray:

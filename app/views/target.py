@@ -282,6 +282,34 @@ class TargetHandlers:
         inputs.pop("self")
         return self._render_target(TargetRequest(self, inputs), ())
 
+    def render_target_class(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
+                            traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
+                            rho: Any, target_class: Any, profile_box: Any, score_threshold: Any) -> tuple[Any, Any]:
+        """Another class shown: the figure, and the profile moved to that class's first box when it was on a box of
+        another class (a trial picked "mug" and the profile stayed on the tuna can, along a row where the mug's map
+        is empty). A box of another class picked afterwards stays (``render_target``). Returns (figure, profile-box
+        update, or ``gr.skip()`` when the box stays)."""
+        inputs = dict(locals())
+        inputs.pop("self")
+        box = self._first_box_of_class(inputs) if image_path else None
+        if box is not None:
+            inputs["profile_box"] = box
+        return self._render_target(TargetRequest(self, inputs), ()), gr.skip() if box is None else gr.update(value=box)
+
+    def _first_box_of_class(self, inputs: dict[str, Any]) -> int | None:
+        """The first target box of the shown class when the profile box is of another class; None to keep it."""
+        _, _, class_names, gt, traj, _ = self._target_inputs(
+            inputs["image_path"], inputs["gt_file"], inputs["use_example_gt"], inputs["traj_file"],
+            inputs["checkpoint"], inputs["upload"])
+        class_index = self._class_index(inputs["target_class"], class_names)
+        _, labels, _ = self._target_boxes(gt, traj, number(inputs["score_threshold"], 0.3, 0, 1, "Score threshold"))
+        of_class = np.flatnonzero(np.asarray(labels) == class_index) if class_index is not None else []
+        box = inputs["profile_box"]
+        current = int(box) if isinstance(box, (int, float)) and 0 <= box < len(labels) else None
+        if len(of_class) == 0 or (current is not None and labels[current] == class_index):
+            return None
+        return int(of_class[0])
+
     def _render_target(self, request: TargetRequest, frames: Sequence[str]) -> Any:
         i = request.inputs
         if not i["image_path"]:
