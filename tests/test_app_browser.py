@@ -764,7 +764,9 @@ def test_phone_size_run(page, server) -> None:
       const top = gd.getBoundingClientRect().top;
       return {width: gd.getBoundingClientRect().width, image: fl.xaxis._length,
               imageBottom: fl.yaxis._offset + fl.yaxis._length, imageHeight: fl.yaxis._length,
-              barTop: bar.top - top, barBottom: bar.bottom - top, chartTop: fl.yaxis2._offset}; }""")
+              barTop: bar.top - top, barBottom: bar.bottom - top, chartTop: fl.yaxis2._offset,
+              titleTop: gd.querySelector('.gtitle').getBoundingClientRect().top - top}; }""")
+    assert target["titleTop"] >= 0, target  # the title's first line whole (it began 3 px above the figure)
     assert target["width"] <= 390 and target["image"] >= target["width"] - 60, target  # the margins only
     assert abs(target["imageHeight"] - 0.75 * target["image"]) < 3, target  # the image fills its axes
     assert target["imageBottom"] <= target["barTop"] and target["barBottom"] <= target["chartTop"] <= \

@@ -108,8 +108,9 @@ def target_figure(
                            "line": {"color": "#6b7280", "dash": "dot", "width": 1}})
     layout = {"xaxis": xaxis, "yaxis": yaxis, "xaxis2": xaxis2, "yaxis2": yaxis2, "shapes": shapes,
               "height": int(image_plot_height(image.width, image.height) / 0.7) + 96, "showlegend": False,
-              "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 0.985,
-                        "yanchor": "top", "yref": "container"},
+              # a fixed pad from the top, in px: at y 0.985 of the figure a phone's shorter figure cut the first line
+              "title": {"text": title, "font": {"size": 12}, "x": 0.01, "xanchor": "left", "y": 1.0,
+                        "yanchor": "top", "yref": "container", "pad": {"t": 14}},
               "margin": {"l": 50, "r": 16, "t": 64, "b": 40},
               # the image's size for the page's phone layout: with constrain="range" Plotly pads the axis ranges
               "meta": {"image_size": [image.width, image.height]}}
