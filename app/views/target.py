@@ -230,10 +230,11 @@ class TargetHandlers:
     def _target(self, source: ImageSource, image_hw: tuple[int, int], class_names: Sequence[str],
                 gt: GroundTruth | None, traj: Trajectory | None, cfg: DiffDetConfig | None, score_threshold: float,
                 min_radius: Any, rho: Any, target_class: Any, profile_box: Any,
-                frames: Sequence[str] = ()) -> tuple[go.Figure, Any]:
+                frames: Sequence[str] = (), follow_class: bool = False) -> tuple[go.Figure, Any]:
         """The target figure and the profile-box choices. ``frames``: the live sliders (``LIVE_SLIDERS``) whose
         every position the figure carries (``slider_frames``, in ``layout.meta["frames"]``, with the figure's own
-        ``params``) for the page to draw."""
+        ``params``) for the page to draw. ``follow_class``: a profile box of another class than the one shown moves
+        to the shown class's first box (when it has one)."""
         min_r = number(min_radius, 4.0, 0.1, 64.0, "min_radius")
         rho_v = number(rho, 0.5, 0.0, 4.0, "rho")
         boxes, labels, source_name = self._target_boxes(gt, traj, score_threshold)
@@ -253,6 +254,9 @@ class TargetHandlers:
         if choices:
             box = int(profile_box) if isinstance(profile_box, (int, float)) and 0 <= profile_box < len(choices) \
                 else 0
+            of_class = np.flatnonzero(np.asarray(labels) == class_index) if follow_class else []
+            if class_index is not None and len(of_class) and labels[box] != class_index:
+                box = int(of_class[0])
         if len(boxes) == 0:
             figure = message_figure("No boxes to build a target from: give ground truth (or pick an example) or "
                                       "run the detector.", height=IMAGE_PLOT_HEIGHT)
@@ -281,7 +285,7 @@ class TargetHandlers:
         request of the same browser session has come meanwhile (``TargetRequest``)."""
         inputs = dict(locals())
         inputs.pop("self")
-        return self._render_target(TargetRequest(self, inputs), ())
+        return self._render_target(TargetRequest(self, inputs), ())[0]
 
     def render_target_class(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                             traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
@@ -292,39 +296,28 @@ class TargetHandlers:
         update, or ``gr.skip()`` when the box stays)."""
         inputs = dict(locals())
         inputs.pop("self")
-        box = self._first_box_of_class(inputs) if image_path else None
-        if box is not None:
-            inputs["profile_box"] = box
-        return self._render_target(TargetRequest(self, inputs), ()), gr.skip() if box is None else gr.update(value=box)
+        figure, box = self._render_target(TargetRequest(self, inputs), (), follow_class=True)
+        return figure, gr.skip() if box is None or box == profile_box else gr.update(value=box)
 
-    def _first_box_of_class(self, inputs: dict[str, Any]) -> int | None:
-        """The first target box of the shown class when the profile box is of another class; None to keep it."""
-        _, _, class_names, gt, traj, _ = self._target_inputs(
-            inputs["image_path"], inputs["gt_file"], inputs["use_example_gt"], inputs["traj_file"],
-            inputs["checkpoint"], inputs["upload"])
-        class_index = self._class_index(inputs["target_class"], class_names)
-        _, labels, _ = self._target_boxes(gt, traj, number(inputs["score_threshold"], 0.3, 0, 1, "Score threshold"))
-        of_class = np.flatnonzero(np.asarray(labels) == class_index) if class_index is not None else []
-        box = inputs["profile_box"]
-        current = int(box) if isinstance(box, (int, float)) and 0 <= box < len(labels) else None
-        if len(of_class) == 0 or (current is not None and labels[current] == class_index):
-            return None
-        return int(of_class[0])
-
-    def _render_target(self, request: TargetRequest, frames: Sequence[str]) -> Any:
+    def _render_target(self, request: TargetRequest, frames: Sequence[str],
+                       follow_class: bool = False) -> tuple[Any, int | None]:
+        """(the figure, or ``gr.skip()`` when a newer request came meanwhile; the profile box it shows, or None)."""
         i = request.inputs
+        box = None
         if not i["image_path"]:
             figure = message_figure("Pick an image (and ground truth) to see its heatmap target.")
         else:
             source, image_hw, class_names, gt, traj, cfg = self._target_inputs(
                 i["image_path"], i["gt_file"], i["use_example_gt"], i["traj_file"], i["checkpoint"], i["upload"])
-            figure, _ = self._target(source, image_hw, class_names, gt, traj, cfg,
-                                     number(i["score_threshold"], 0.3, 0, 1, "Score threshold"), i["min_radius"],
-                                     i["rho"], i["target_class"], i["profile_box"], frames=frames)
+            figure, profile = self._target(source, image_hw, class_names, gt, traj, cfg,
+                                           number(i["score_threshold"], 0.3, 0, 1, "Score threshold"),
+                                           i["min_radius"], i["rho"], i["target_class"], i["profile_box"],
+                                           frames=frames, follow_class=follow_class)
+            box = profile.get("value")
         if not request.latest():
-            return gr.skip()
+            return gr.skip(), box
         request.sent(list((figure.layout.meta or {}).get("frames", {})))
-        return figure
+        return figure, box
 
     def _render_live(self, inputs: dict[str, Any], slider: str | None) -> Any:
         """A move of a live slider (``slider``), or the Target tab opened (None). The page draws a move from the
@@ -335,7 +328,7 @@ class TargetHandlers:
         request = TargetRequest(self, inputs)
         if slider and drawn and request.frames_match(slider):
             return gr.skip()
-        return self._render_target(request, (slider,) if slider else LIVE_SLIDERS)
+        return self._render_target(request, (slider,) if slider else LIVE_SLIDERS)[0]
 
     def render_target_rho(self, image_path: str | None, gt_file: str | None, use_example_gt: bool,
                           traj_file: str | None, checkpoint: str | None, upload: str | None, min_radius: Any,
